@@ -1,0 +1,49 @@
+# Stan's front door: `make run` runs it, `make test` tests it. `make help` lists the rest.
+SHELL := bash
+PYTHON ?= python3
+VENV := .venv
+STAN := $(VENV)/bin/stan
+
+.DEFAULT_GOAL := help
+
+##@ Using Stan
+
+.PHONY: run
+run: install ## Run Stan: local control plane (unless KUBECONFIG is set), CRDs, operator and REST API
+	$(STAN) run
+
+.PHONY: test
+test: install ## Run every test against a real API server (builds the control plane on first use)
+	@if [ -z "$$STAN_TEST_KUBECONFIG" ]; then $(STAN) controlplane build; fi
+	@echo "==> running the tests"
+	@$(VENV)/bin/pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+##@ Development
+
+.PHONY: install
+install: $(VENV)/.installed ## Create the virtualenv and install Stan with its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> installing Stan into $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+.PHONY: controlplane
+controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl and etcd
+	$(STAN) controlplane build
+
+.PHONY: crds
+crds: install ## Regenerate crds/ from the models
+	$(STAN) crds generate
+
+.PHONY: clean
+clean: ## Remove the virtualenv and local state (not the cached control-plane binaries)
+	rm -rf $(VENV) .stan
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} \
+	  /^[a-zA-Z_-]+:.*##/ {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -1,0 +1,3 @@
+from stan_cli.main import main
+
+main()

@@ -1,0 +1,103 @@
+"""``stan``: one entry point for people; each subcommand delegates to a library call."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from stan_cli import supervisor
+from stan_controlplane import build
+from stan_operator import crdgen, install, webhooks
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CRDS_DIR = PROJECT_ROOT / "crds"
+
+
+@click.group()
+def cli() -> None:
+    """Stan: scheduled tasks and a health heartbeat on Kubernetes."""
+
+
+@cli.command()
+@click.option("--api-port", envvar="STAN_API_PORT", default=8080, show_default=True, type=int)
+def run(api_port: int) -> None:
+    """Run Stan locally: the control plane (unless KUBECONFIG is set), the CRDs, the operator and the API."""
+    raise SystemExit(supervisor.run(PROJECT_ROOT, api_port))
+
+
+@cli.command("operator")
+@click.option("--namespace", "namespaces", multiple=True, help="Watch only these namespaces (default: all).")
+@click.option("--webhook/--no-webhook", default=True, show_default=True,
+              help="Serve the validating admission webhook and keep its configuration registered.")
+@click.option("--webhook-listen", default="0.0.0.0", show_default=True)
+@click.option("--webhook-port", default=9443, show_default=True, type=int)
+@click.option("--webhook-host", default="127.0.0.1", show_default=True,
+              help="The host name the API server reaches the webhook at.")
+@click.option("--webhook-cert-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="A directory with tls.crt, tls.key and ca.crt; self-signed ones are made when absent.")
+@click.option("--liveness", default="http://0.0.0.0:8081/healthz", show_default=True)
+@click.option("--verbose", is_flag=True)
+def operator_command(namespaces: tuple[str, ...], webhook: bool, webhook_listen: str, webhook_port: int,
+                     webhook_host: str, webhook_cert_dir: Path | None, liveness: str, verbose: bool) -> None:
+    """Run the operator in the foreground."""
+    import kopf
+
+    from stan_operator import handlers
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    webhook_options = webhooks.WebhookOptions(webhook_listen, webhook_port, webhook_host,
+                                              webhook_cert_dir) if webhook else None
+    kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness,
+             memo=kopf.Memo(options=handlers.Options(webhook=webhook_options)))
+
+
+@cli.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="STAN_API_PORT", default=8080, show_default=True, type=int)
+def api_command(host: str, port: int) -> None:
+    """Run the REST facade in the foreground."""
+    import uvicorn
+
+    uvicorn.run("stan_api.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@cli.group()
+def crds() -> None:
+    """The CustomResourceDefinitions, generated from the models."""
+
+
+@crds.command("generate")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=CRDS_DIR, show_default=True)
+def crds_generate(out: Path) -> None:
+    """Write crds/*.yaml from stan_operator.models."""
+    for path in crdgen.write(out):
+        click.echo(f"wrote {path}")
+
+
+@crds.command("apply")
+def crds_apply() -> None:
+    """Create or update the CRDs in the current kubeconfig's cluster and wait until they are established."""
+    for name in asyncio.run(install.apply_crds_to_current_cluster(CRDS_DIR)):
+        click.echo(f"established {name}")
+
+
+@cli.group()
+def controlplane() -> None:
+    """The local control plane (etcd, kube-apiserver, kube-controller-manager) built from source."""
+
+
+@controlplane.command("build")
+def controlplane_build() -> None:
+    """Build and cache the pinned binaries unless they are cached already."""
+    build.ensure_built()
+    for component in build.COMPONENTS:
+        click.echo(f"{component.name} {component.version}: {build.binary_dir(component)}")
+
+
+def main() -> None:
+    cli(prog_name="stan")
+
+

@@ -1,0 +1,106 @@
+"""Generate the CRDs in ``crds/`` from the pydantic models.
+
+Pydantic's JSON Schema is close to what Kubernetes wants but not the same:
+structural schemas forbid ``$ref`` and ``anyOf`` with null, and titles are
+noise in ``kubectl explain``. This module inlines references, turns optional
+fields into ``nullable``, and drops what Kubernetes does not accept.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stan_operator import models
+
+_DROPPED_KEYS = {"title", "$defs"}
+
+
+def _structural(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_structural(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, definitions)
+    if "anyOf" in node:
+        variants = [variant for variant in node["anyOf"] if variant.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(variants) == 1 and len(variants) < len(node["anyOf"]):
+            merged = {**_structural(variants[0], definitions), **_structural(rest, definitions), "nullable": True}
+            if merged.get("default", ...) is None:
+                del merged["default"]
+            return merged
+    schema = {key: _structural(value, definitions) for key, value in node.items() if key not in _DROPPED_KEYS}
+    if "enum" in schema and "type" not in schema:
+        schema["type"] = "string"
+    if schema.get("type") == "object" and "properties" in schema:
+        schema.setdefault("additionalProperties", None)
+        schema.pop("additionalProperties")
+    return schema
+
+
+def schema_of(model: type[models.Model]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True)
+    return _structural(raw, raw.get("$defs", {}))
+
+
+def crd(resource: models.Resource) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": resource.crd_name},
+        "spec": {
+            "group": models.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": resource.kind,
+                "listKind": f"{resource.kind}List",
+                "plural": resource.plural,
+                "singular": resource.singular,
+                "shortNames": list(resource.short_names),
+                "categories": ["stan"],
+            },
+            "versions": [{
+                "name": models.VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [column.to_crd() for column in resource.columns],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": resource.spec.__doc__ or f"{resource.kind} is a Stan resource.",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": schema_of(resource.spec),
+                        "status": schema_of(resource.status),
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def render(resource: models.Resource) -> str:
+    header = "# Generated from stan_operator.models by `stan crds generate`; do not edit.\n"
+    return header + yaml.safe_dump(crd(resource), sort_keys=False, width=120)
+
+
+def crd_path(directory: Path, resource: models.Resource) -> Path:
+    return directory / f"{resource.crd_name}.yaml"
+
+
+def write(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for resource in models.RESOURCES:
+        path = crd_path(directory, resource)
+        path.write_text(render(resource))
+        written.append(path)
+    return written

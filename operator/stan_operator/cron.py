@@ -1,0 +1,92 @@
+"""Cron schedules in a time zone: validation and the ticks they produce.
+
+Every tick is computed in the task's IANA zone, so that DST transitions follow
+the wall clock, and is returned in UTC, which is what status and the REST
+contract carry. A wall time that spring-forward skips runs at the first
+instant after the gap. In the hour that fall-back repeats, a schedule with a
+fixed hour runs once, while one whose hour field is ``*`` keeps its interval
+(Vixie cron's rule), so nothing fires twice for the same wall-clock time.
+"""
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from croniter import croniter
+from croniter.croniter import CroniterError
+
+UTC = datetime.timezone.utc
+STANDARD_FIELDS = 5
+SECONDS_FIELDS = 6
+
+
+class ScheduleError(ValueError):
+    """A schedule or time zone that can never work; the message is for people."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError("timeZone", f"unknown time zone {name!r}; use an IANA name such as "
+                                        "'UTC' or 'Europe/Berlin'") from None
+
+
+def _iterator(expression: str, tz: zoneinfo.ZoneInfo, start: datetime.datetime, *,
+              allow_seconds: bool) -> croniter:
+    fields = expression.split()
+    allowed = (STANDARD_FIELDS, SECONDS_FIELDS) if allow_seconds else (STANDARD_FIELDS,)
+    if len(fields) not in allowed:
+        expected = "5 fields (minute hour day-of-month month day-of-week)"
+        if allow_seconds:
+            expected += ", or 6 with seconds first"
+        raise ScheduleError("schedule", f"invalid cron expression {expression!r}: expected {expected}, "
+                                        f"got {len(fields)}")
+    try:
+        return croniter(expression, start.astimezone(tz), second_at_beginning=len(fields) == SECONDS_FIELDS)
+    except CroniterError as error:
+        raise ScheduleError("schedule", f"invalid cron expression {expression!r}: {error}") from None
+
+
+def validate(expression: str, time_zone: str, *, allow_seconds: bool = False) -> None:
+    """Raise ScheduleError unless the schedule parses and fires at least once."""
+    next_tick(expression, time_zone, datetime.datetime.now(UTC), allow_seconds=allow_seconds)
+
+
+def _repeats_wall_time(expression: str, tick: datetime.datetime, tz: zoneinfo.ZoneInfo) -> bool:
+    """True for the second occurrence of a fixed-hour tick in the hour that fall-back repeats."""
+    fields = expression.split()
+    hour = fields[2] if len(fields) == SECONDS_FIELDS else fields[1]
+    local = tick.astimezone(tz)
+    ambiguous = local.replace(fold=0).utcoffset() != local.replace(fold=1).utcoffset()
+    return hour != "*" and ambiguous and local.fold == 1
+
+
+def _step(expression: str, time_zone: str, start: datetime.datetime, *, forward: bool,
+          allow_seconds: bool) -> datetime.datetime:
+    tz = zone(time_zone)
+    iterator = _iterator(expression, tz, start, allow_seconds=allow_seconds)
+    try:
+        while True:
+            tick = (iterator.get_next if forward else iterator.get_prev)(datetime.datetime).astimezone(UTC)
+            if not _repeats_wall_time(expression, tick, tz):
+                return tick
+    except CroniterError:
+        raise ScheduleError("schedule", f"cron expression {expression!r} never fires") from None
+
+
+def next_tick(expression: str, time_zone: str, after: datetime.datetime, *,
+              allow_seconds: bool = False) -> datetime.datetime:
+    """The first tick strictly after ``after``, in UTC."""
+    return _step(expression, time_zone, after, forward=True, allow_seconds=allow_seconds)
+
+
+def previous_tick(expression: str, time_zone: str, at: datetime.datetime, *,
+                  allow_seconds: bool = False) -> datetime.datetime:
+    """The latest tick at or before ``at``, in UTC."""
+    return _step(expression, time_zone, at + datetime.timedelta(microseconds=1), forward=False,
+                 allow_seconds=allow_seconds)

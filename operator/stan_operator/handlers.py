@@ -1,0 +1,70 @@
+"""kopf's handlers: thin glue from watch events and admission reviews to Stan's logic.
+
+Only event handlers, indexes-free and without persisted handler state, are
+used: kopf writes no annotations and adds no finalizers to Stan's objects.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+import kopf
+
+from stan_operator import config, kube, models, scheduler, validation, webhooks
+from stan_operator.actions import jobs, registry
+
+WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
+WATCH_CLIENT_TIMEOUT = 330.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How this operator process runs, from the command line."""
+
+    webhook: webhooks.WebhookOptions | None
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
+    # Without timeouts a watch can hang silently on a dropped connection and stop delivering events.
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
+    settings.watching.connect_timeout = 30.0
+    settings.posting.level = logging.WARNING
+    options: Options = memo.options
+    if options.webhook is not None:
+        settings.admission.server = webhooks.server(options.webhook)
+        settings.admission.managed = webhooks.CONFIGURATION_NAME
+    memo.config = config.load()
+    memo.api = await kube.api_client()
+    memo.tracker = jobs.JobTracker()
+    memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker))
+    memo.loop = asyncio.create_task(memo.scheduler.run(), name="stan-scheduler")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: object) -> None:
+    memo.loop.cancel()
+    await memo.api.close()
+
+
+@kopf.on.event(models.GROUP, models.VERSION, models.STAN_TASK.plural)
+async def task_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    if event["type"] == "DELETED":
+        memo.scheduler.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+    else:
+        await memo.scheduler.observe(dict(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={jobs.TASK_UID_LABEL: kopf.PRESENT})
+async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    memo.tracker.observe(dict(body), deleted=event["type"] == "DELETED")
+
+
+@kopf.on.validate(models.GROUP, models.VERSION, models.STAN_TASK.plural, id="stantask",
+                  operations=["CREATE", "UPDATE"], ignore_failures=True)
+async def validate_task(spec: kopf.Spec, memo: kopf.Memo, **_: object) -> None:
+    _, errors = validation.task_spec(dict(spec), memo.config)
+    if errors:
+        raise kopf.AdmissionError(f"invalid StanTask: {validation.describe(errors)}", code=422)

@@ -1,0 +1,50 @@
+"""Install Stan's CRDs into a cluster and wait until the API server serves them."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_operator import kube
+
+ESTABLISH_TIMEOUT = 60.0
+
+
+async def apply_crds(api: client.ApiClient, directory: Path) -> list[str]:
+    """Create or replace every CRD in ``directory``; return their names once Established."""
+    extensions = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted(directory.glob("*.yaml")):
+        manifest = yaml.safe_load(path.read_text())
+        name = manifest["metadata"]["name"]
+        try:
+            current = await extensions.read_custom_resource_definition(name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            await extensions.create_custom_resource_definition(manifest)
+        else:
+            manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
+            await extensions.replace_custom_resource_definition(name, manifest)
+        names.append(name)
+    await asyncio.wait_for(asyncio.gather(*(_established(extensions, name) for name in names)), ESTABLISH_TIMEOUT)
+    return names
+
+
+async def apply_crds_to_current_cluster(directory: Path) -> list[str]:
+    """``apply_crds`` with the cluster of ``KUBECONFIG`` (or the service account's)."""
+    api = await kube.api_client()
+    async with api:
+        return await apply_crds(api, directory)
+
+
+async def _established(extensions: client.ApiextensionsV1Api, name: str) -> None:
+    while True:
+        crd = await extensions.read_custom_resource_definition(name)
+        conditions = (crd.status.conditions if crd.status else None) or []
+        if any(c.type == "Established" and c.status == "True" for c in conditions):
+            return
+        await asyncio.sleep(0.1)

@@ -1,0 +1,208 @@
+"""The StanTask and StanHeartbeat resources: the single source of truth.
+
+Validation, defaults and documentation are declared here once; ``crdgen``
+turns these models into the CRDs' ``openAPIV3Schema``, and the operator and
+the facade parse objects through them. Field names are camelCase, as the REST
+contract and Kubernetes conventions both want.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+GROUP = "stan.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+def format_timestamp(value: datetime.datetime) -> str:
+    """ISO 8601 in UTC with ``Z``, as the REST contract writes it; milliseconds only when present."""
+    value = value.astimezone(datetime.timezone.utc)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Timestamp = Annotated[datetime.datetime, PlainSerializer(format_timestamp, return_type=str, when_used="json")]
+
+
+class Model(BaseModel):
+    """Base of every resource part: camelCase on the wire, unknown fields kept out."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, use_enum_values=True)
+
+
+class ConcurrencyPolicy(str, enum.Enum):
+    """What to do when a tick comes while the previous run is still going (as batch/v1 CronJob)."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class RunResult(str, enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Condition(Model):
+    """A Kubernetes API convention condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable details.")
+    lastTransitionTime: Timestamp
+    observedGeneration: int | None = None
+
+
+class StanTaskSpec(Model):
+    name: str = Field(min_length=1, max_length=253, description="Human-readable task name.")
+    action: str = Field(min_length=1, max_length=253, description="Stan action to run on each tick.")
+    schedule: str = Field(min_length=1, max_length=253, description="Cron expression controlling when the task runs.")
+    modelId: str = Field(min_length=1, max_length=253, description="Model used to execute the task.")
+    paused: bool = Field(default=False, description="A paused task keeps its configuration but does not fire.")
+    timeZone: str = Field(default="UTC", min_length=1, max_length=64,
+                          description="IANA time zone the schedule is read in, e.g. Europe/Berlin.")
+    concurrencyPolicy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.ALLOW,
+        description="Allow, Forbid (skip a tick while a run is active) or Replace (stop the active run).")
+    startingDeadlineSeconds: int = Field(
+        default=300, ge=0, le=86400,
+        description="How late a missed tick (for example across an operator restart) may still run; "
+                    "a tick missed by more is recorded as skipped.")
+    runHistoryLimit: int = Field(default=10, ge=1, le=100, description="How many recent runs status keeps.")
+
+
+class Run(Model):
+    """One run of a task: a cron tick that was fired, or skipped."""
+
+    runId: str
+    scheduledAt: Timestamp
+    startedAt: Timestamp | None = None
+    finishedAt: Timestamp | None = None
+    result: RunResult
+    message: str = ""
+    jobName: str | None = Field(default=None, description="The Job of a Job-backed action.")
+
+
+class StanTaskStatus(Model):
+    status: Literal["active", "paused"] | None = None
+    lastRunAt: Timestamp | None = Field(default=None, description="When the last run started.")
+    nextRunAt: Timestamp | None = Field(default=None, description="The next tick; null while paused.")
+    lastScheduledAt: Timestamp | None = Field(
+        default=None,
+        description="Ticks up to this instant are accounted for (run, or recorded as skipped). "
+                    "Written before a run starts, so that a restarted operator never runs a tick twice.")
+    lastRun: Run | None = None
+    recentRuns: list[Run] = Field(default_factory=list, description="Newest first, at most runHistoryLimit.")
+    conditions: list[Condition] = Field(default_factory=list)
+    observedGeneration: int | None = None
+
+
+class StanHeartbeatSpec(Model):
+    enabled: bool = Field(default=True, description="Whether the heartbeat runs on its interval.")
+    checks: list[str] = Field(default_factory=lambda: ["workflows", "deployments", "credits"],
+                              description="Check names to run each tick.")
+    intervalMinutes: int = Field(default=30, ge=5, le=10080, description="Run interval in minutes (minimum: 5).")
+
+
+class CheckStatus(str, enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"
+
+
+class CheckResult(Model):
+    check: str
+    status: CheckStatus
+    message: str
+    durationSeconds: float | None = None
+    details: list[str] = Field(default_factory=list)
+
+
+class StanHeartbeatStatus(Model):
+    lastRunAt: Timestamp | None = None
+    nextRunAt: Timestamp | None = None
+    results: list[CheckResult] = Field(default_factory=list)
+    issues: list[CheckResult] = Field(default_factory=list, description="The results that are not ok.")
+    healthy: bool | None = None
+    runRequest: str | None = Field(default=None, description="The on-demand run request these results answer.")
+    conditions: list[Condition] = Field(default_factory=list)
+    observedGeneration: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0
+
+    def to_crd(self) -> dict[str, Any]:
+        column: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.priority:
+            column["priority"] = self.priority
+        return column
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """What a CRD declares beyond the schema: names, scope and printer columns."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    spec: type[Model]
+    status: type[Model]
+    columns: tuple[PrinterColumn, ...]
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+
+STAN_TASK = Resource(
+    kind="StanTask", plural="stantasks", short_names=("st", "stask"),
+    spec=StanTaskSpec, status=StanTaskStatus,
+    columns=(
+        PrinterColumn("Schedule", ".spec.schedule"),
+        PrinterColumn("Action", ".spec.action"),
+        PrinterColumn("Model", ".spec.modelId"),
+        PrinterColumn("Status", ".status.status"),
+        PrinterColumn("Last Run", ".status.lastRunAt", "date"),
+        PrinterColumn("Next Run", ".status.nextRunAt", "date"),
+        AGE,
+        PrinterColumn("Display Name", ".spec.name", priority=1),
+        PrinterColumn("Result", ".status.lastRun.result", priority=1),
+    ),
+)
+
+STAN_HEARTBEAT = Resource(
+    kind="StanHeartbeat", plural="stanheartbeats", short_names=("shb",),
+    spec=StanHeartbeatSpec, status=StanHeartbeatStatus,
+    columns=(
+        PrinterColumn("Enabled", ".spec.enabled", "boolean"),
+        PrinterColumn("Interval", ".spec.intervalMinutes", "integer"),
+        PrinterColumn("Healthy", ".status.healthy", "boolean"),
+        PrinterColumn("Last Run", ".status.lastRunAt", "date"),
+        AGE,
+    ),
+)
+
+RESOURCES = (STAN_TASK, STAN_HEARTBEAT)
+
+HEARTBEAT_NAME = "default"
+"""Each tenant namespace has one StanHeartbeat, of this name."""

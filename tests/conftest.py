@@ -1,0 +1,153 @@
+"""Fixtures: a real control plane for the session, the operator as a process, a namespace per test.
+
+``STAN_TEST_KUBECONFIG`` points the tests at an existing cluster instead of
+the local control plane.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from stan_controlplane import build, cluster, processes
+from stan_operator import install, kube
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_ROOT / ".stan" / "test"
+SHARED_NAMESPACES = "t-*"
+"""The session's operator watches these; tests that run operators of their own use other namespaces."""
+
+OPERATOR_CONFIG = {
+    "allowSecondSchedules": True,
+    "jobActions": {
+        "render_report": {
+            "image": "registry.invalid/stan/report:1",
+            "command": ["/bin/report"],
+            "env": [{"name": "REPORT_FORMAT", "value": "pdf"}],
+        },
+    },
+}
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(build.binary_path("kubectl")), *args], capture_output=True, text=True,
+                          check=check, env=os.environ)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[cluster.ControlPlane | None]:
+    explicit = os.environ.get("STAN_TEST_KUBECONFIG")
+    if explicit:
+        os.environ["KUBECONFIG"] = explicit
+        asyncio.run(install.apply_crds_to_current_cluster(PROJECT_ROOT / "crds"))
+        yield None
+        return
+    plane = cluster.start(STATE_DIR, fresh=True)
+    os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+    try:
+        asyncio.run(install.apply_crds_to_current_cluster(PROJECT_ROOT / "crds"))
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+async def api(control_plane: cluster.ControlPlane | None) -> AsyncIterator[client.ApiClient]:
+    api_client = await kube.api_client()
+    async with api_client:
+        yield api_client
+
+
+async def _namespace(api: client.ApiClient, prefix: str) -> AsyncIterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    await core.delete_namespace(name)
+
+
+@pytest.fixture
+async def namespace(api: client.ApiClient, operator: "OperatorProcess") -> AsyncIterator[str]:
+    """A fresh namespace watched by the session's operator."""
+    async for name in _namespace(api, SHARED_NAMESPACES.rstrip("-*")):
+        yield name
+
+
+@pytest.fixture
+async def private_namespace(api: client.ApiClient) -> AsyncIterator[str]:
+    """A fresh namespace no operator watches until the test starts one."""
+    async for name in _namespace(api, "p"):
+        yield name
+
+
+class OperatorProcess:
+    """``stan operator`` as a child process, with its log in a file."""
+
+    def __init__(self, name: str, *args: str, webhook: bool = False, env: dict[str, str] | None = None) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        config_path = STATE_DIR / "operator-config.yaml"
+        config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG))
+        self.log_path = STATE_DIR / "logs" / f"operator-{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.liveness = f"http://127.0.0.1:{processes.free_port()}/healthz"
+        self.webhook_port = processes.free_port()
+        command = [sys.executable, "-m", "stan_cli", "operator", "--liveness", self.liveness, *args]
+        command += (["--webhook-listen", "127.0.0.1", "--webhook-port", str(self.webhook_port)] if webhook
+                    else ["--no-webhook"])
+        with self.log_path.open("ab") as log:
+            self.process = processes.spawn(command, output=log,
+                                           env={**os.environ, "STAN_CONFIG": str(config_path), **(env or {})})
+        self._wait_alive()
+
+    def _wait_alive(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the operator exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.liveness, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"the operator did not come alive: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        processes.stop(self.process)
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: cluster.ControlPlane | None) -> Iterator[OperatorProcess]:
+    """The session's operator: watches the ``t-*`` namespaces and serves the admission webhook."""
+    process = OperatorProcess("session", "--namespace", SHARED_NAMESPACES, webhook=True)
+    _wait_webhook_registered(process.webhook_port)
+    yield process
+    process.stop()
+
+
+def _wait_webhook_registered(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = kubectl("get", "validatingwebhookconfiguration", "stan.dev", "-o",
+                         "jsonpath={.webhooks[*].clientConfig.url}", check=False)
+        if f":{port}/" in result.stdout:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the operator did not register its admission webhook")

@@ -1,0 +1,103 @@
+"""The local control plane is a real Kubernetes: readiness, CRDs, RBAC, garbage collection."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_operator import kube, models
+
+from .conftest import kubectl
+
+
+async def test_api_server_answers_readyz(api: client.ApiClient) -> None:
+    response = await api.call_api("/readyz", "GET", response_types_map={200: "str"}, _return_http_data_only=True)
+    assert response == "ok"
+
+
+async def test_crds_are_established_and_served(api: client.ApiClient) -> None:
+    for resource in models.RESOURCES:
+        crd = await client.ApiextensionsV1Api(api).read_custom_resource_definition(resource.crd_name)
+        assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
+    listed = kubectl("api-resources", "--api-group", models.GROUP, "-o", "name").stdout.split()
+    assert sorted(listed) == sorted(r.crd_name for r in models.RESOURCES)
+
+
+async def test_custom_object_round_trips_through_the_api_server(api: client.ApiClient,
+                                                                private_namespace: str) -> None:
+    objects = kube.custom_objects(api)
+    body = {"apiVersion": models.API_VERSION, "kind": "StanTask", "metadata": {"name": "round-trip"},
+            "spec": {"name": "Round trip", "action": "audit_workflows", "schedule": "0 9 * * *",
+                     "modelId": "model_abc123"}}
+    created = await objects.create_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
+                                                            "stantasks", body)
+    assert created["spec"]["timeZone"] == "UTC", "schema defaults are applied by the API server"
+    assert created["spec"]["concurrencyPolicy"] == "Allow"
+
+    await kube.patch_status(api, models.STAN_TASK, private_namespace, "round-trip",
+                            {"status": {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}})
+    fetched = await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
+                                                         "stantasks", "round-trip")
+    assert fetched["status"] == {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}
+    assert fetched["spec"] == created["spec"], "a status patch leaves spec alone"
+
+    await objects.delete_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
+                                                  "stantasks", "round-trip")
+    with pytest.raises(ApiException) as missing:
+        await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
+                                                   "stantasks", "round-trip")
+    assert missing.value.status == 404
+
+
+async def test_schema_refuses_what_it_can_express(private_namespace: str, tmp_path) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(f"""
+apiVersion: {models.API_VERSION}
+kind: StanHeartbeat
+metadata: {{name: default, namespace: {private_namespace}}}
+spec: {{intervalMinutes: 4}}
+""")
+    result = kubectl("apply", "-f", str(manifest), check=False)
+    assert result.returncode != 0
+    assert "spec.intervalMinutes: Invalid value: 4: spec.intervalMinutes in body should be greater than or " \
+           "equal to 5" in result.stderr
+
+
+async def test_rbac_refuses_a_service_account_without_a_role(api: client.ApiClient, private_namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    await core.create_namespaced_service_account(
+        private_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+    token = await core.create_namespaced_service_account_token(
+        "nobody", private_namespace, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)))
+    configuration = client.Configuration()
+    configuration.host = api.configuration.host
+    configuration.ssl_ca_cert = api.configuration.ssl_ca_cert
+    configuration.api_key = {"BearerToken": token.status.token}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    async with client.ApiClient(configuration) as as_nobody:
+        with pytest.raises(ApiException) as refused:
+            await kube.custom_objects(as_nobody).list_namespaced_custom_object(
+                models.GROUP, models.VERSION, private_namespace, "stantasks")
+    assert refused.value.status == 403
+    message = json.loads(refused.value.body)["message"]
+    assert f'User "system:serviceaccount:{private_namespace}:nobody" cannot list' in message
+
+
+async def test_garbage_collector_deletes_dependents(api: client.ApiClient, private_namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    owner = await core.create_namespaced_config_map(
+        private_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
+    await core.create_namespaced_config_map(private_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
+        name="dependent", owner_references=[client.V1OwnerReference(
+            api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)])))
+    await core.delete_namespaced_config_map("owner", private_namespace)
+    for _ in range(150):
+        names = [item.metadata.name for item in (await core.list_namespaced_config_map(private_namespace)).items]
+        if "dependent" not in names:
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail("kube-controller-manager's garbage collector did not delete the dependent")
