@@ -93,10 +93,10 @@ async def private_namespace(api: client.ApiClient) -> AsyncIterator[str]:
 class OperatorProcess:
     """``stan operator`` as a child process, with its log in a file."""
 
-    def __init__(self, name: str, *args: str, webhook: bool = False, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, *args: str, webhook: bool = False, config: dict | None = None) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        config_path = STATE_DIR / "operator-config.yaml"
-        config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG))
+        config_path = STATE_DIR / f"operator-{name}.yaml"
+        config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG if config is None else config))
         self.log_path = STATE_DIR / "logs" / f"operator-{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.liveness = f"http://127.0.0.1:{processes.free_port()}/healthz"
@@ -105,8 +105,7 @@ class OperatorProcess:
         command += (["--webhook-listen", "127.0.0.1", "--webhook-port", str(self.webhook_port)] if webhook
                     else ["--no-webhook"])
         with self.log_path.open("ab") as log:
-            self.process = processes.spawn(command, output=log,
-                                           env={**os.environ, "STAN_CONFIG": str(config_path), **(env or {})})
+            self.process = processes.spawn(command, output=log, env={**os.environ, "STAN_CONFIG": str(config_path)})
         self._wait_alive()
 
     def _wait_alive(self, timeout: float = 60.0) -> None:
@@ -151,3 +150,15 @@ def _wait_webhook_registered(port: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError("the operator did not register its admission webhook")
+
+
+async def eventually(probe, timeout: float = 30.0, interval: float = 0.2):
+    """Await ``probe()`` until it returns something truthy; fail with its last answer after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    pytest.fail(f"not reached within {timeout:.0f}s; last answer: {last!r}")

@@ -48,8 +48,10 @@ def operator_command(namespaces: tuple[str, ...], webhook: bool, webhook_listen:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    webhook_options = webhooks.WebhookOptions(webhook_listen, webhook_port, webhook_host,
-                                              webhook_cert_dir) if webhook else None
+    webhook_options = None
+    if webhook:
+        webhook_options = webhooks.WebhookOptions(webhook_listen, webhook_port, webhook_host, webhook_cert_dir)
+        handlers.serve_admission()
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness,
              memo=kopf.Memo(options=handlers.Options(webhook=webhook_options)))
 

@@ -183,7 +183,7 @@ STAN_TASK = Resource(
         PrinterColumn("Model", ".spec.modelId"),
         PrinterColumn("Status", ".status.status"),
         PrinterColumn("Last Run", ".status.lastRunAt", "date"),
-        PrinterColumn("Next Run", ".status.nextRunAt", "date"),
+        PrinterColumn("Next Run", ".status.nextRunAt"),  # a date column would print <invalid> for the future
         AGE,
         PrinterColumn("Display Name", ".spec.name", priority=1),
         PrinterColumn("Result", ".status.lastRun.result", priority=1),

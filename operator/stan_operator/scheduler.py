@@ -44,6 +44,11 @@ def _condition(ready: bool, reason: str, message: str, generation: int) -> dict:
                             ).model_dump(mode="json", by_alias=True)
 
 
+def _bounded(runs: list[models.Run], limit: int) -> list[models.Run]:
+    """The newest ``limit`` runs, plus older ones still running, whose results are yet to be written."""
+    return runs[:limit] + [run for run in runs[limit:] if run.result == models.RunResult.RUNNING]
+
+
 @dataclasses.dataclass
 class Task:
     """What the operator knows of one StanTask: its spec, and the status it last wrote or saw."""
@@ -230,7 +235,7 @@ class Scheduler:
     async def _claim(self, task: Task, tick: datetime.datetime, run: models.Run,
                      following: datetime.datetime) -> bool:
         """Take the tick with a compare-and-swap on lastScheduledAt; False when another claim won."""
-        runs = [run, *task.status.recentRuns][:task.spec.runHistoryLimit if task.spec else 10]
+        runs = _bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
         expected = models.format_timestamp(task.status.lastScheduledAt) if task.status.lastScheduledAt else None
         values = {"lastScheduledAt": models.format_timestamp(tick), "nextRunAt": models.format_timestamp(following),
                   "lastRun": run.model_dump(mode="json", by_alias=True),

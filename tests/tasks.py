@@ -1,0 +1,43 @@
+"""Helpers for tests that drive StanTasks through the API server."""
+from __future__ import annotations
+
+from kubernetes_asyncio import client
+
+from stan_operator import kube, models
+
+
+async def create(api: client.ApiClient, namespace: str, name: str, **spec: object) -> dict:
+    body = {"apiVersion": models.API_VERSION, "kind": "StanTask", "metadata": {"name": name},
+            "spec": {"name": f"Task {name}", "action": "audit_workflows", "modelId": "model_abc123", **spec}}
+    return await kube.custom_objects(api).create_namespaced_custom_object(
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, body)
+
+
+async def get(api: client.ApiClient, namespace: str, name: str) -> dict:
+    return await kube.custom_objects(api).get_namespaced_custom_object(
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name)
+
+
+async def status(api: client.ApiClient, namespace: str, name: str) -> models.StanTaskStatus:
+    return models.StanTaskStatus.model_validate((await get(api, namespace, name)).get("status") or {})
+
+
+async def patch_spec(api: client.ApiClient, namespace: str, name: str, **spec: object) -> dict:
+    return await kube.custom_objects(api).patch_namespaced_custom_object(
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name, {"spec": spec},
+        _content_type=kube.MERGE_PATCH)
+
+
+async def delete(api: client.ApiClient, namespace: str, name: str) -> None:
+    await kube.custom_objects(api).delete_namespaced_custom_object(
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name)
+
+
+async def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]:
+    listing = await client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}")
+    return [event.reason for event in listing.items]
+
+
+def finished(runs: list[models.Run]) -> list[models.Run]:
+    return [run for run in runs if run.result != models.RunResult.RUNNING.value]
