@@ -6,6 +6,8 @@ the local control plane.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import itertools
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 import yaml
@@ -23,7 +26,30 @@ from stan_controlplane import build, cluster, processes
 from stan_operator import install, kube
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = PROJECT_ROOT / ".stan" / "test"
+
+
+def _claim_state_dir() -> Path:
+    """A state directory no other live test session uses: sessions may run side by side.
+
+    Each slot is guarded by an flock that dies with its process, so a crashed
+    session's slot is reused, and its leftover processes are stopped on start.
+    """
+    for slot in itertools.count():
+        directory = PROJECT_ROOT / ".stan" / "test" / str(slot)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = (directory / "session.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        _SESSION_LOCKS.append(lock)
+        return directory
+    raise AssertionError("unreachable")
+
+
+_SESSION_LOCKS: list[IO[str]] = []
+STATE_DIR = _claim_state_dir()
 SHARED_NAMESPACES = "t-*"
 """The session's operator watches these; tests that run operators of their own use other namespaces."""
 
@@ -93,7 +119,8 @@ async def private_namespace(api: client.ApiClient) -> AsyncIterator[str]:
 class OperatorProcess:
     """``stan operator`` as a child process, with its log in a file."""
 
-    def __init__(self, name: str, *args: str, webhook: bool = False, config: dict | None = None) -> None:
+    def __init__(self, name: str, *args: str, webhook: bool = False, config: dict | None = None,
+                 kubeconfig: Path | None = None) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         config_path = STATE_DIR / f"operator-{name}.yaml"
         config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG if config is None else config))
@@ -104,8 +131,11 @@ class OperatorProcess:
         command = [sys.executable, "-m", "stan_cli", "operator", "--liveness", self.liveness, *args]
         command += (["--webhook-listen", "127.0.0.1", "--webhook-port", str(self.webhook_port)] if webhook
                     else ["--no-webhook"])
+        env = {**os.environ, "STAN_CONFIG": str(config_path)}
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
         with self.log_path.open("ab") as log:
-            self.process = processes.spawn(command, output=log, env={**os.environ, "STAN_CONFIG": str(config_path)})
+            self.process = processes.spawn(command, output=log, env=env)
         self._wait_alive()
 
     def _wait_alive(self, timeout: float = 60.0) -> None:

@@ -13,6 +13,7 @@ from stan_operator import crdgen, install, webhooks
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CRDS_DIR = PROJECT_ROOT / "crds"
+CHART_CRDS_DIR = PROJECT_ROOT / "charts" / "stan" / "files" / "crds"
 
 
 @click.group()
@@ -30,17 +31,22 @@ def run(api_port: int) -> None:
 @cli.command("operator")
 @click.option("--namespace", "namespaces", multiple=True, help="Watch only these namespaces (default: all).")
 @click.option("--webhook/--no-webhook", default=True, show_default=True,
-              help="Serve the validating admission webhook and keep its configuration registered.")
+              help="Serve the validating admission webhook.")
+@click.option("--webhook-manage/--no-webhook-manage", default=True, show_default=True,
+              help="Keep the ValidatingWebhookConfiguration registered (off when a Helm chart owns it).")
 @click.option("--webhook-listen", default="0.0.0.0", show_default=True)
 @click.option("--webhook-port", default=9443, show_default=True, type=int)
 @click.option("--webhook-host", default="127.0.0.1", show_default=True,
               help="The host name the API server reaches the webhook at.")
 @click.option("--webhook-cert-dir", type=click.Path(file_okay=False, path_type=Path),
               help="A directory with tls.crt, tls.key and ca.crt; self-signed ones are made when absent.")
+@click.option("--leader-election/--no-leader-election", default=False, show_default=True,
+              help="Fire ticks only while holding the Lease 'stan-operator' in $STAN_NAMESPACE (for replicas).")
 @click.option("--liveness", default="http://0.0.0.0:8081/healthz", show_default=True)
 @click.option("--verbose", is_flag=True)
-def operator_command(namespaces: tuple[str, ...], webhook: bool, webhook_listen: str, webhook_port: int,
-                     webhook_host: str, webhook_cert_dir: Path | None, liveness: str, verbose: bool) -> None:
+def operator_command(namespaces: tuple[str, ...], webhook: bool, webhook_manage: bool, webhook_listen: str,
+                     webhook_port: int, webhook_host: str, webhook_cert_dir: Path | None, leader_election: bool,
+                     liveness: str, verbose: bool) -> None:
     """Run the operator in the foreground."""
     import kopf
 
@@ -48,12 +54,17 @@ def operator_command(namespaces: tuple[str, ...], webhook: bool, webhook_listen:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # One line per watch event and per admission review drowns what matters.
+        for chatty in ("kopf.objects", "aiohttp.access"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     webhook_options = None
     if webhook:
-        webhook_options = webhooks.WebhookOptions(webhook_listen, webhook_port, webhook_host, webhook_cert_dir)
+        webhook_options = webhooks.WebhookOptions(webhook_listen, webhook_port, webhook_host, webhook_cert_dir,
+                                                  manage_configuration=webhook_manage)
         handlers.serve_admission()
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness,
-             memo=kopf.Memo(options=handlers.Options(webhook=webhook_options)))
+             memo=kopf.Memo(options=handlers.Options(webhook=webhook_options, leader_election=leader_election)))
 
 
 @cli.command("api")
@@ -72,11 +83,11 @@ def crds() -> None:
 
 
 @crds.command("generate")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=CRDS_DIR, show_default=True)
-def crds_generate(out: Path) -> None:
-    """Write crds/*.yaml from stan_operator.models."""
-    for path in crdgen.write(out):
-        click.echo(f"wrote {path}")
+def crds_generate() -> None:
+    """Write crds/*.yaml, and the Helm chart's copy, from stan_operator.models."""
+    for directory in (CRDS_DIR, CHART_CRDS_DIR):
+        for path in crdgen.write(directory):
+            click.echo(f"wrote {path}")
 
 
 @crds.command("apply")

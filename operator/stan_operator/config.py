@@ -48,6 +48,14 @@ class OperatorConfig(models.Model):
         description="The length of one minute of intervalMinutes; tests shorten it.")
 
 
+DEFAULT_NAMESPACE = "stan-system"
+
+
+def own_namespace() -> str:
+    """The namespace Stan is installed in: its API-key Secrets and its Lease live there."""
+    return os.environ.get("STAN_NAMESPACE", DEFAULT_NAMESPACE)
+
+
 @functools.cache
 def load() -> OperatorConfig:
     path = os.environ.get("STAN_CONFIG")

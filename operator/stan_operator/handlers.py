@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import socket
 
 import kopf
 
-from stan_operator import config, kube, models, scheduler, validation, webhooks
+from stan_operator import config, kube, leadership, models, scheduler, validation, webhooks
 from stan_operator.actions import jobs, registry
 
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
 WATCH_CLIENT_TIMEOUT = 330.0
+LEASE_NAME = "stan-operator"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Options:
     """How this operator process runs, from the command line."""
 
     webhook: webhooks.WebhookOptions | None
+    leader_election: bool
 
 
 @kopf.on.startup()
@@ -35,17 +39,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
     options: Options = memo.options
     if options.webhook is not None:
         settings.admission.server = webhooks.server(options.webhook)
-        settings.admission.managed = webhooks.CONFIGURATION_NAME
+        if options.webhook.manage_configuration:
+            settings.admission.managed = webhooks.CONFIGURATION_NAME
     memo.config = config.load()
     memo.api = await kube.api_client()
     memo.tracker = jobs.JobTracker()
-    memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker))
-    memo.loop = asyncio.create_task(memo.scheduler.run(), name="stan-scheduler")
+    leading = None
+    memo.background = []
+    if options.leader_election:
+        leader = leadership.Leadership(memo.api, config.own_namespace(), LEASE_NAME,
+                                       f"{socket.gethostname()}-{os.getpid()}")
+        leading = leader.leading
+        memo.background.append(asyncio.create_task(leader.run(), name="stan-leadership"))
+    memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker), leading)
+    memo.background.append(asyncio.create_task(memo.scheduler.run(), name="stan-scheduler"))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: object) -> None:
-    memo.loop.cancel()
+    for task in memo.background:
+        task.cancel()
     await memo.api.close()
 
 

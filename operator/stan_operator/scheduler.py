@@ -38,10 +38,14 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(UTC)
 
 
-def _condition(ready: bool, reason: str, message: str, generation: int) -> dict:
-    return models.Condition(type="Ready", status="True" if ready else "False", reason=reason, message=message,
-                            lastTransitionTime=_now(), observedGeneration=generation
-                            ).model_dump(mode="json", by_alias=True)
+def _ready(task: Task, ready: bool, reason: str, message: str) -> list[dict]:
+    """The Ready condition, keeping its lastTransitionTime while its status stays the same."""
+    status = "True" if ready else "False"
+    previous = next((c for c in task.status.conditions if c.type == "Ready"), None)
+    since = previous.lastTransitionTime if previous is not None and previous.status == status else _now()
+    condition = models.Condition(type="Ready", status=status, reason=reason, message=message,
+                                 lastTransitionTime=since, observedGeneration=task.generation)
+    return [condition.model_dump(mode="json", by_alias=True)]
 
 
 def _bounded(runs: list[models.Run], limit: int) -> list[models.Run]:
@@ -75,8 +79,10 @@ class Task:
 
 class Scheduler:
     def __init__(self, api: client.ApiClient, configuration: config.OperatorConfig, actions: dict[str, Action],
-                 clock: Callable[[], datetime.datetime] = _now) -> None:
+                 leading: asyncio.Event | None = None, clock: Callable[[], datetime.datetime] = _now) -> None:
+        """``leading``, when given, is set while this replica holds the lease; ticks fire only then."""
         self._api = api
+        self._leading = leading
         self._config = configuration
         self._actions = actions
         self._clock = clock
@@ -93,6 +99,7 @@ class Scheduler:
         key = (metadata["namespace"], metadata["name"])
         known = self._tasks.get(key)
         if known is not None and known.uid == metadata["uid"] and known.generation == metadata.get("generation"):
+            self._follow_claims(known, body.get("status") or {})
             return
         if known is not None and known.uid == metadata["uid"]:
             async with known.lock:
@@ -104,6 +111,22 @@ class Scheduler:
         self._tasks[key] = task
         async with task.lock:
             await self._reconcile(task, body, first_sight=True)
+
+    def _follow_claims(self, task: Task, status: dict) -> None:
+        """Adopt ticks that another replica claimed, so that a standby's heap stays current.
+
+        Claims only move forward, so an older watch event never rolls this view back.
+        """
+        claimed = status.get("lastScheduledAt")
+        if not claimed or task.spec is None:
+            return
+        tick = datetime.datetime.fromisoformat(claimed)
+        if task.status.lastScheduledAt is not None and tick <= task.status.lastScheduledAt:
+            return
+        task.status = models.StanTaskStatus.model_validate(status)
+        if task.next_tick is not None and task.next_tick <= tick:
+            task.next_tick = self._next(task.spec, tick)
+            self._push(task)
 
     def forget(self, namespace: str, name: str) -> None:
         task = self._tasks.pop((namespace, name), None)
@@ -120,15 +143,14 @@ class Scheduler:
             task.next_tick = None
             message = validation.describe(errors)
             await self._write(task, {"nextRunAt": None, "observedGeneration": task.generation,
-                                     "conditions": [_condition(False, "InvalidSpec", message, task.generation)]})
+                                     "conditions": _ready(task, False, "InvalidSpec", message)})
             await events.post(self._api, models.STAN_TASK, task.metadata, "InvalidSpec", message, warning=True)
             return
         now = self._clock()
         if spec.paused:
             task.next_tick = None
             await self._write(task, {"status": "paused", "nextRunAt": None, "observedGeneration": task.generation,
-                                     "conditions": [_condition(True, "Paused", "The task is paused.",
-                                                               task.generation)]})
+                                     "conditions": _ready(task, True, "Paused", "The task is paused.")})
             if was != "paused":
                 await events.post(self._api, models.STAN_TASK, task.metadata, "Paused", "The task is paused.")
             return
@@ -141,8 +163,10 @@ class Scheduler:
             baseline = task.created
             patch["lastScheduledAt"] = models.format_timestamp(baseline)
         task.next_tick = self._first_tick(spec, baseline, now) if first_sight else self._next(spec, max(now, baseline))
+        if first_sight and (self._leading is None or self._leading.is_set()):
+            await self._recover(task)
         patch["nextRunAt"] = models.format_timestamp(task.next_tick)
-        patch["conditions"] = [_condition(True, "Scheduled", f"Next run at {patch['nextRunAt']}.", task.generation)]
+        patch["conditions"] = _ready(task, True, "Scheduled", "The task fires on its schedule.")
         await self._write(task, patch)
         if was == "paused":
             await events.post(self._api, models.STAN_TASK, task.metadata, "Resumed",
@@ -177,6 +201,11 @@ class Scheduler:
     async def run(self) -> None:
         """Sleep until the earliest tick, fire everything due, repeat."""
         while True:
+            if self._leading is not None and not self._leading.is_set():
+                await self._leading.wait()
+                for task in list(self._tasks.values()):
+                    async with task.lock:
+                        await self._recover(task)
             now = time.time()
             while self._heap and self._heap[0][0] <= now:
                 due, _, key = heapq.heappop(self._heap)
@@ -190,6 +219,30 @@ class Scheduler:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _recover(self, task: Task) -> None:
+        """Settle runs that an operator which is gone left running.
+
+        A Job-backed run is followed again: its Job's name comes from the tick, so
+        this creates it if the claim was written but the Job was not, and
+        otherwise finds it. An in-process run may have done part of its work, so
+        it is recorded as failed rather than run a second time.
+        """
+        if task.spec is None:
+            return
+        for run in task.status.recentRuns:
+            if run.result != models.RunResult.RUNNING or run.runId in task.active:
+                continue
+            if task.spec.action in self._config.jobActions:
+                context = self._context(task, task.spec, run)
+                task.active[run.runId] = asyncio.create_task(self._execute(task, context))
+            else:
+                await self._finish(task, run.runId, Outcome(
+                    models.RunResult.FAILED, "the operator stopped during this run; it is not run again"))
+
+    def _context(self, task: Task, spec: models.StanTaskSpec, run: models.Run) -> RunContext:
+        return RunContext(api=self._api, namespace=task.namespace, name=task.name, uid=task.uid,
+                          task_id=ids.task_id(task.name), spec=spec, scheduled_at=run.scheduledAt, run_id=run.runId)
 
     async def _fire(self, task: Task, generation: int, tick: datetime.datetime) -> None:
         async with task.lock:
@@ -218,9 +271,7 @@ class Scheduler:
             await events.post(self._api, models.STAN_TASK, task.metadata, "Fired",
                               f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
                               f"({(now - tick).total_seconds():.3f}s after the tick).")
-            context = RunContext(api=self._api, namespace=task.namespace, name=task.name, uid=task.uid,
-                                 task_id=ids.task_id(task.name), spec=spec, scheduled_at=tick, run_id=run.runId)
-            task.active[run.runId] = asyncio.create_task(self._execute(task, context))
+            task.active[run.runId] = asyncio.create_task(self._execute(task, self._context(task, spec, run)))
 
     def _skip_reason(self, task: Task, spec: models.StanTaskSpec, tick: datetime.datetime,
                      now: datetime.datetime) -> str | None:
@@ -308,7 +359,14 @@ class Scheduler:
                           f"Run {run_id}: {outcome.message}", warning=not succeeded)
 
     async def _write(self, task: Task, status: dict) -> None:
-        """Merge-patch status and keep what the server stored as this operator's view."""
+        """Merge-patch status and keep what the server stored as this operator's view.
+
+        A patch that changes nothing is not sent: an operator restart with
+        thousands of tasks must not rewrite every status.
+        """
+        current = task.status.model_dump(mode="json", by_alias=True)
+        if all(current.get(field) == value for field, value in status.items()):
+            return
         try:
             stored = await kube.patch_status(self._api, models.STAN_TASK, task.namespace, task.name,
                                              {"status": status})

@@ -4,7 +4,9 @@ kopf serves the webhook and keeps the ValidatingWebhookConfiguration in sync
 with the handlers. The serving certificate comes from a directory when one is
 mounted there (``tls.crt``, ``tls.key``, ``ca.crt``, as cert-manager writes a
 Secret), else the operator makes a self-signed pair for its host at start.
-The configuration's failurePolicy is Ignore: with the operator down, tasks can
+When the operator manages the ValidatingWebhookConfiguration (locally), it
+points at ``https://HOST:PORT``; a Helm chart registers its own, through a
+Service. Either way failurePolicy is Ignore: with the operator down, tasks can
 still be written, and the operator marks an invalid one Ready=False instead.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ class WebhookOptions:
     port: int
     host: str
     cert_dir: Path | None
+    manage_configuration: bool = True
 
 
 def _certificate_files(options: WebhookOptions) -> tuple[Path, Path, Path]:
