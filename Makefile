@@ -32,11 +32,11 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 .PHONY: controlplane
-controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl and etcd
+controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl, etcd and helm
 	$(STAN) controlplane build
 
 .PHONY: crds
-crds: install ## Regenerate crds/ from the models
+crds: install ## Regenerate crds/ (and the Helm chart's copy) from the models
 	$(STAN) crds generate
 
 .PHONY: clean

@@ -1,9 +1,10 @@
 """Build the control-plane binaries once, from the Go module proxy, and cache them.
 
-The versions are pinned by the wrapper modules beside this file (``kube/`` and
-``etcd/``); the cache key includes a digest of their go.mod and go.sum, so a
-version bump rebuilds and an unchanged checkout never does. The cache lives
-outside the work tree so that fresh clones on the same machine reuse it.
+The versions are pinned by the wrapper modules beside this file (``kube/``,
+``etcd/``, and ``helm/`` for the chart's tests); the cache key includes a digest
+of their go.mod and go.sum, so a version bump rebuilds and an unchanged checkout
+never does. The cache lives outside the work tree so that fresh clones on the
+same machine reuse it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MODULES_DIR = Path(__file__).resolve().parent.parent
@@ -28,6 +30,8 @@ class Component:
     name: str
     pinned_module: str
     executables: dict[str, str]  # Go package -> the executable's name
+    stamps: Callable[[Component], dict[str, str]] = lambda component: {}
+    """Go string variables set at link time (``-X``), as the upstream release builds set them."""
 
     @property
     def module_dir(self) -> Path:
@@ -35,19 +39,36 @@ class Component:
 
     @property
     def version(self) -> str:
+        return self.required_version(self.pinned_module)
+
+    def required_version(self, module: str) -> str:
         go_mod = (self.module_dir / "go.mod").read_text()
-        match = re.search(rf"^\s*{re.escape(self.pinned_module)} (v\S+)", go_mod, re.MULTILINE)
+        match = re.search(rf"^\s*{re.escape(module)} (v\S+)", go_mod, re.MULTILINE)
         if match is None:
-            raise RuntimeError(f"{self.module_dir}/go.mod does not require {self.pinned_module}")
+            raise RuntimeError(f"{self.module_dir}/go.mod does not require {module}")
         return match.group(1)
+
+    @property
+    def ldflags(self) -> str:
+        return " ".join(f"-X {variable}={value}" for variable, value in sorted(self.stamps(self).items()))
 
     @property
     def cache_key(self) -> str:
         digest = hashlib.sha256()
         for file in ("go.mod", "go.sum"):
             digest.update((self.module_dir / file).read_bytes())
+        digest.update(self.ldflags.encode())  # empty for most: their keys stay as they were
         return f"{self.name}-{self.version}-{digest.hexdigest()[:12]}"
 
+
+def _helm_stamps(component: Component) -> dict[str, str]:
+    """What Helm's Makefile stamps: its version, and the Kubernetes version of its client-go,
+    which ``helm template`` and ``helm lint`` assume for ``.Capabilities`` (else a long-gone v1.20)."""
+    _, minor, _ = component.required_version("k8s.io/client-go").split(".")
+    stamps = {"helm.sh/helm/v3/internal/version.version": component.version}
+    for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+        stamps |= {f"{package}.k8sVersionMajor": "1", f"{package}.k8sVersionMinor": minor}
+    return stamps
 
 
 KUBE = Component(
@@ -61,7 +82,9 @@ KUBE = Component(
 )
 ETCD = Component(name="etcd", pinned_module="go.etcd.io/etcd/server/v3",
                  executables={"go.etcd.io/etcd/server/v3": "etcd"})
-COMPONENTS = (KUBE, ETCD)
+HELM = Component(name="helm", pinned_module="helm.sh/helm/v3",
+                 executables={"helm.sh/helm/v3/cmd/helm": "helm"}, stamps=_helm_stamps)
+COMPONENTS = (KUBE, ETCD, HELM)
 
 
 def cache_root() -> Path:
@@ -82,7 +105,7 @@ def _go_default_name(package: str) -> str:
 
 
 def binary_path(name: str) -> Path:
-    """Where a built binary lives: ``etcd``, ``kube-apiserver``, ``kube-controller-manager``, ``kubectl``."""
+    """Where a built binary lives: ``etcd``, ``kube-apiserver``, ``kube-controller-manager``, ``kubectl``, ``helm``."""
     for component in COMPONENTS:
         if name in component.executables.values():
             return binary_dir(component) / name
@@ -102,11 +125,12 @@ def _build(component: Component, target: Path, out) -> None:
     if shutil.which("go") is None:
         raise RuntimeError("Go is needed to build the local control plane; install Go >= 1.26")
     print(f"==> building {component.name} {component.version} (first run only; "
-          f"about 5 minutes on 2 cores for kube, 1 for etcd, plus module downloads)", file=out, flush=True)
+          f"about 5 minutes on 2 cores for kube, 1 for etcd, 3 for helm, plus module downloads)", file=out, flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=target.parent))
     started = time.monotonic()
-    command = ["go", "build", "-v", "-trimpath", "-o", str(staging) + "/", *component.executables]
+    command = ["go", "build", "-v", "-trimpath", f"-ldflags={component.ldflags}", "-o", str(staging) + "/",
+               *component.executables]
     process = subprocess.Popen(command, cwd=component.module_dir, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
@@ -125,6 +149,9 @@ def _build(component: Component, target: Path, out) -> None:
         raise RuntimeError(f"building {component.name} failed:\n" + "\n".join(errors[-40:]))
     for package, name in component.executables.items():
         (staging / _go_default_name(package)).rename(staging / name)
+    if target.is_dir():  # a concurrent build of the same version finished first
+        shutil.rmtree(staging)
+        return
     staging.rename(target)
     print(f"==> built {component.name} {component.version} in {time.monotonic() - started:.0f}s "
           f"into {target}", file=out, flush=True)
