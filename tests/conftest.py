@@ -50,11 +50,14 @@ def _claim_state_dir() -> Path:
 
 _SESSION_LOCKS: list[IO[str]] = []
 STATE_DIR = _claim_state_dir()
+PLUGINS_DIR = PROJECT_ROOT / "tests" / "plugins"
 SHARED_NAMESPACES = "t-*"
 """The session's operator watches these; tests that run operators of their own use other namespaces."""
 
 OPERATOR_CONFIG = {
     "allowSecondSchedules": True,
+    "heartbeatMinuteSeconds": 0.2,  # intervalMinutes: 5 runs every second
+    "checkTimeoutSeconds": 2,
     "jobActions": {
         "render_report": {
             "image": "registry.invalid/stan/report:1",
@@ -131,7 +134,8 @@ class OperatorProcess:
         command = [sys.executable, "-m", "stan_cli", "operator", "--liveness", self.liveness, *args]
         command += (["--webhook-listen", "127.0.0.1", "--webhook-port", str(self.webhook_port)] if webhook
                     else ["--no-webhook"])
-        env = {**os.environ, "STAN_CONFIG": str(config_path)}
+        # The operators under test have a third-party check package installed (tests/plugins).
+        env = {**os.environ, "STAN_CONFIG": str(config_path), "PYTHONPATH": str(PLUGINS_DIR)}
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
         with self.log_path.open("ab") as log:

@@ -13,7 +13,7 @@ import socket
 
 import kopf
 
-from stan_operator import config, kube, leadership, models, scheduler, validation, webhooks
+from stan_operator import config, heartbeats, kube, leadership, models, scheduler, validation, webhooks
 from stan_operator.actions import jobs, registry
 
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
@@ -52,6 +52,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
         leading = leader.leading
         memo.background.append(asyncio.create_task(leader.run(), name="stan-leadership"))
     memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker), leading)
+    memo.heartbeats = heartbeats.Heartbeats(memo.api, memo.config, leading)
     memo.background.append(asyncio.create_task(memo.scheduler.run(), name="stan-scheduler"))
 
 
@@ -70,6 +71,14 @@ async def task_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_
         await memo.scheduler.observe(dict(body))
 
 
+@kopf.on.event(models.GROUP, models.VERSION, models.STAN_HEARTBEAT.plural)
+async def heartbeat_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    if event["type"] == "DELETED":
+        memo.heartbeats.forget(body["metadata"]["namespace"])
+    else:
+        await memo.heartbeats.observe(dict(body))
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={jobs.TASK_UID_LABEL: kopf.PRESENT})
 async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
     memo.tracker.observe(dict(body), deleted=event["type"] == "DELETED")
@@ -81,7 +90,14 @@ async def validate_task(spec: kopf.Spec, memo: kopf.Memo, **_: object) -> None:
         raise kopf.AdmissionError(f"invalid StanTask: {validation.describe(errors)}", code=422)
 
 
+async def validate_heartbeat(spec: kopf.Spec, **_: object) -> None:
+    _, errors = validation.heartbeat_spec(dict(spec))
+    if errors:
+        raise kopf.AdmissionError(f"invalid StanHeartbeat: {validation.describe(errors)}", code=422)
+
+
 def serve_admission() -> None:
     """Register the admission handlers; kopf then insists on a webhook server, so only when one is wanted."""
-    kopf.on.validate(models.GROUP, models.VERSION, models.STAN_TASK.plural, id="stantask",
-                     operations=["CREATE", "UPDATE"], ignore_failures=True)(validate_task)
+    for resource, handler in ((models.STAN_TASK, validate_task), (models.STAN_HEARTBEAT, validate_heartbeat)):
+        kopf.on.validate(models.GROUP, models.VERSION, resource.plural, id=resource.singular,
+                         operations=["CREATE", "UPDATE"], ignore_failures=True)(handler)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import config, cron, events, ids, kube, models, validation
+from stan_operator import config, cron, events, ids, kube, models, status, validation
 from stan_operator.actions import Action, Outcome, RunContext, jobs
 
 UTC = datetime.timezone.utc
@@ -36,16 +36,6 @@ Key = tuple[str, str]
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(UTC)
-
-
-def _ready(task: Task, ready: bool, reason: str, message: str) -> list[dict]:
-    """The Ready condition, keeping its lastTransitionTime while its status stays the same."""
-    status = "True" if ready else "False"
-    previous = next((c for c in task.status.conditions if c.type == "Ready"), None)
-    since = previous.lastTransitionTime if previous is not None and previous.status == status else _now()
-    condition = models.Condition(type="Ready", status=status, reason=reason, message=message,
-                                 lastTransitionTime=since, observedGeneration=task.generation)
-    return [condition.model_dump(mode="json", by_alias=True)]
 
 
 def _bounded(runs: list[models.Run], limit: int) -> list[models.Run]:
@@ -112,18 +102,18 @@ class Scheduler:
         async with task.lock:
             await self._reconcile(task, body, first_sight=True)
 
-    def _follow_claims(self, task: Task, status: dict) -> None:
+    def _follow_claims(self, task: Task, observed: dict) -> None:
         """Adopt ticks that another replica claimed, so that a standby's heap stays current.
 
         Claims only move forward, so an older watch event never rolls this view back.
         """
-        claimed = status.get("lastScheduledAt")
+        claimed = observed.get("lastScheduledAt")
         if not claimed or task.spec is None:
             return
         tick = datetime.datetime.fromisoformat(claimed)
         if task.status.lastScheduledAt is not None and tick <= task.status.lastScheduledAt:
             return
-        task.status = models.StanTaskStatus.model_validate(status)
+        task.status = models.StanTaskStatus.model_validate(observed)
         if task.next_tick is not None and task.next_tick <= tick:
             task.next_tick = self._next(task.spec, tick)
             self._push(task)
@@ -143,14 +133,16 @@ class Scheduler:
             task.next_tick = None
             message = validation.describe(errors)
             await self._write(task, {"nextRunAt": None, "observedGeneration": task.generation,
-                                     "conditions": _ready(task, False, "InvalidSpec", message)})
+                                     "conditions": status.ready(task.status.conditions, False, "InvalidSpec", message,
+                                                               task.generation)})
             await events.post(self._api, models.STAN_TASK, task.metadata, "InvalidSpec", message, warning=True)
             return
         now = self._clock()
         if spec.paused:
             task.next_tick = None
             await self._write(task, {"status": "paused", "nextRunAt": None, "observedGeneration": task.generation,
-                                     "conditions": _ready(task, True, "Paused", "The task is paused.")})
+                                     "conditions": status.ready(task.status.conditions, True, "Paused",
+                                                               "The task is paused.", task.generation)})
             if was != "paused":
                 await events.post(self._api, models.STAN_TASK, task.metadata, "Paused", "The task is paused.")
             return
@@ -166,7 +158,8 @@ class Scheduler:
         if first_sight and (self._leading is None or self._leading.is_set()):
             await self._recover(task)
         patch["nextRunAt"] = models.format_timestamp(task.next_tick)
-        patch["conditions"] = _ready(task, True, "Scheduled", "The task fires on its schedule.")
+        patch["conditions"] = status.ready(task.status.conditions, True, "Scheduled",
+                                           "The task fires on its schedule.", task.generation)
         await self._write(task, patch)
         if was == "paused":
             await events.post(self._api, models.STAN_TASK, task.metadata, "Resumed",
@@ -242,7 +235,8 @@ class Scheduler:
 
     def _context(self, task: Task, spec: models.StanTaskSpec, run: models.Run) -> RunContext:
         return RunContext(api=self._api, namespace=task.namespace, name=task.name, uid=task.uid,
-                          task_id=ids.task_id(task.name), spec=spec, scheduled_at=run.scheduledAt, run_id=run.runId)
+                          task_id=ids.task_id(task.name), spec=spec, scheduled_at=run.scheduledAt, run_id=run.runId,
+                          configuration=self._config)
 
     async def _fire(self, task: Task, generation: int, tick: datetime.datetime) -> None:
         async with task.lock:
@@ -358,21 +352,9 @@ class Scheduler:
         await events.post(self._api, models.STAN_TASK, task.metadata, "Succeeded" if succeeded else "Failed",
                           f"Run {run_id}: {outcome.message}", warning=not succeeded)
 
-    async def _write(self, task: Task, status: dict) -> None:
-        """Merge-patch status and keep what the server stored as this operator's view.
-
-        A patch that changes nothing is not sent: an operator restart with
-        thousands of tasks must not rewrite every status.
-        """
-        current = task.status.model_dump(mode="json", by_alias=True)
-        if all(current.get(field) == value for field, value in status.items()):
-            return
-        try:
-            stored = await kube.patch_status(self._api, models.STAN_TASK, task.namespace, task.name,
-                                             {"status": status})
-        except ApiException as error:
-            if error.status == 404:
-                self.forget(task.namespace, task.name)
-                return
-            raise
-        task.status = models.StanTaskStatus.model_validate(stored.get("status") or {})
+    async def _write(self, task: Task, patch: dict) -> None:
+        stored = await status.write(self._api, models.STAN_TASK, task.namespace, task.name, task.status, patch)
+        if stored is None:
+            self.forget(task.namespace, task.name)
+        else:
+            task.status = stored

@@ -13,6 +13,7 @@ import pydantic
 
 from stan_operator import config, cron, models
 from stan_operator.actions import registry
+from stan_operator.checks import registry as checks_registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +60,17 @@ def task_spec(raw: Any, configuration: config.OperatorConfig) -> tuple[models.St
     if catalog and spec.modelId not in catalog:
         errors.append(FieldError("modelId", f"unknown model {spec.modelId!r}; available: {', '.join(catalog)}"))
     return (None if errors else spec), errors
+
+
+def heartbeat_spec(raw: Any) -> tuple[models.StanHeartbeatSpec | None, list[FieldError]]:
+    """The parsed heartbeat spec and every reason to refuse it."""
+    try:
+        spec = models.StanHeartbeatSpec.model_validate(raw)
+    except pydantic.ValidationError as error:
+        return None, pydantic_errors(error)
+    available = checks_registry.names()
+    unknown = [name for name in spec.checks if name not in available]
+    if unknown:
+        return None, [FieldError("checks", f"unknown check{'s' if len(unknown) > 1 else ''} "
+                                           f"{', '.join(map(repr, unknown))}; available: {', '.join(available)}")]
+    return spec, []

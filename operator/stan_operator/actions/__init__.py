@@ -13,7 +13,7 @@ from typing import Protocol
 
 from kubernetes_asyncio import client
 
-from stan_operator import models
+from stan_operator import config, models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,7 @@ class RunContext:
     spec: models.StanTaskSpec
     scheduled_at: datetime.datetime
     run_id: str
+    configuration: config.OperatorConfig
 
 
 @dataclasses.dataclass(frozen=True)

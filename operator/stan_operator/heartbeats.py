@@ -1,0 +1,155 @@
+"""The heartbeat loop: each tenant's StanHeartbeat runs its checks every intervalMinutes.
+
+Heartbeats are one per namespace, so a sleeping coroutine each is cheap here
+(unlike tasks, of which there are thousands). On-demand runs go through the
+resource: whoever wants fresh results sets the ``stan.dev/run-request``
+annotation to a new id; the operator runs the checks at once and writes the
+results with ``status.runRequest`` set to that id.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+
+from kubernetes_asyncio import client
+
+from stan_operator import config, events, models, status, validation
+from stan_operator.checks import CheckContext, runner
+
+RUN_REQUEST_ANNOTATION = "stan.dev/run-request"
+UTC = datetime.timezone.utc
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class Heartbeat:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: models.StanHeartbeatSpec | None
+    status: models.StanHeartbeatStatus
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    loop: asyncio.Task[None] | None = None
+    requested: str | None = None
+
+    @property
+    def metadata(self) -> dict:
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+
+class Heartbeats:
+    def __init__(self, api: client.ApiClient, configuration: config.OperatorConfig,
+                 leading: asyncio.Event | None = None) -> None:
+        self._api = api
+        self._config = configuration
+        self._leading = leading
+        self._heartbeats: dict[str, Heartbeat] = {}
+
+    def _interval(self, spec: models.StanHeartbeatSpec) -> datetime.timedelta:
+        return datetime.timedelta(seconds=spec.intervalMinutes * self._config.heartbeatMinuteSeconds)
+
+    async def observe(self, body: dict) -> None:
+        metadata = body["metadata"]
+        if metadata["name"] != models.HEARTBEAT_NAME:
+            return
+        namespace = metadata["namespace"]
+        known = self._heartbeats.get(namespace)
+        if known is None or known.uid != metadata["uid"]:
+            self.forget(namespace)
+            known = Heartbeat(namespace=namespace, name=metadata["name"], uid=metadata["uid"], generation=-1,
+                              spec=None, status=models.StanHeartbeatStatus.model_validate(body.get("status") or {}))
+            self._heartbeats[namespace] = known
+        if known.generation != metadata.get("generation", 0):
+            await self._reconfigure(known, body)
+        request = (metadata.get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
+        standby = self._leading is not None and not self._leading.is_set()
+        if request and request not in (known.status.runRequest, known.requested) and known.spec and not standby:
+            known.requested = request
+            asyncio.create_task(self._run(known, request))
+
+    def forget(self, namespace: str) -> None:
+        heartbeat = self._heartbeats.pop(namespace, None)
+        if heartbeat is not None and heartbeat.loop is not None:
+            heartbeat.loop.cancel()
+
+    async def _reconfigure(self, heartbeat: Heartbeat, body: dict) -> None:
+        heartbeat.generation = body["metadata"].get("generation", 0)
+        if heartbeat.loop is not None:
+            heartbeat.loop.cancel()
+            heartbeat.loop = None
+        spec, errors = validation.heartbeat_spec(body.get("spec") or {})
+        heartbeat.spec = spec
+        if spec is None:
+            message = validation.describe(errors)
+            await self._write(heartbeat, {"nextRunAt": None, "observedGeneration": heartbeat.generation,
+                                          "conditions": status.ready(heartbeat.status.conditions, False,
+                                                                     "InvalidSpec", message, heartbeat.generation)})
+            await events.post(self._api, models.STAN_HEARTBEAT, heartbeat.metadata, "InvalidSpec", message,
+                              warning=True)
+            return
+        reason, message = ("Enabled", "The heartbeat runs on its interval.") if spec.enabled else (
+            "Disabled", "The heartbeat runs only on demand.")
+        patch: dict = {"observedGeneration": heartbeat.generation,
+                       "conditions": status.ready(heartbeat.status.conditions, True, reason, message,
+                                                  heartbeat.generation)}
+        if not spec.enabled:
+            patch["nextRunAt"] = None
+        await self._write(heartbeat, patch)
+        if spec.enabled:
+            heartbeat.loop = asyncio.create_task(self._periodic(heartbeat, spec),
+                                                 name=f"heartbeat-{heartbeat.namespace}")
+
+    async def _periodic(self, heartbeat: Heartbeat, spec: models.StanHeartbeatSpec) -> None:
+        """Run at lastRunAt + interval (at once if it never ran), then every interval."""
+        last = heartbeat.status.lastRunAt
+        due = last + self._interval(spec) if last is not None else _now()
+        while True:
+            await self._write(heartbeat, {"nextRunAt": models.format_timestamp(due)})
+            await asyncio.sleep(max(0.0, (due - _now()).total_seconds()))
+            if self._leading is not None:
+                await self._leading.wait()
+            await self._run(heartbeat, request=None)
+            due = _now() + self._interval(spec)
+
+    async def _run(self, heartbeat: Heartbeat, request: str | None) -> None:
+        async with heartbeat.lock:
+            spec = heartbeat.spec
+            if spec is None:
+                return
+            started = _now()
+            context = CheckContext(api=self._api, namespace=heartbeat.namespace, configuration=self._config)
+            results = await runner.run(spec.checks, context)
+            issues = runner.issues(results)
+            healthy = not issues
+            was_healthy = heartbeat.status.healthy
+            patch: dict = {
+                "lastRunAt": models.format_timestamp(started),
+                "results": [result.model_dump(mode="json", by_alias=True) for result in results],
+                "issues": [result.model_dump(mode="json", by_alias=True) for result in issues],
+                "healthy": healthy,
+            }
+            if spec.enabled and heartbeat.loop is not None:
+                patch["nextRunAt"] = models.format_timestamp(_now() + self._interval(spec))
+            if request is not None:
+                patch["runRequest"] = request
+            await self._write(heartbeat, patch)
+        if was_healthy is not None and was_healthy != healthy:
+            summary = "; ".join(f"{issue.check}: {issue.message}" for issue in issues)
+            await events.post(self._api, models.STAN_HEARTBEAT, heartbeat.metadata,
+                              "Healthy" if healthy else "Unhealthy",
+                              "All checks are ok." if healthy else summary, warning=not healthy)
+
+    async def _write(self, heartbeat: Heartbeat, patch: dict) -> None:
+        stored = await status.write(self._api, models.STAN_HEARTBEAT, heartbeat.namespace, heartbeat.name,
+                                    heartbeat.status, patch)
+        if stored is None:
+            self.forget(heartbeat.namespace)
+        else:
+            heartbeat.status = stored

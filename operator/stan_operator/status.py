@@ -1,0 +1,41 @@
+"""Writing status the way every Stan resource does: merge patches that skip no-ops,
+and a Ready condition whose lastTransitionTime moves only when its status does."""
+from __future__ import annotations
+
+import datetime
+from typing import TypeVar
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_operator import kube, models
+
+StatusModel = TypeVar("StatusModel", bound=models.Model)
+
+
+def ready(conditions: list[models.Condition], is_ready: bool, reason: str, message: str,
+          generation: int) -> list[dict]:
+    status = "True" if is_ready else "False"
+    previous = next((c for c in conditions if c.type == "Ready"), None)
+    since = (previous.lastTransitionTime if previous is not None and previous.status == status
+             else datetime.datetime.now(datetime.timezone.utc))
+    condition = models.Condition(type="Ready", status=status, reason=reason, message=message,
+                                 lastTransitionTime=since, observedGeneration=generation)
+    return [condition.model_dump(mode="json", by_alias=True)]
+
+
+async def write(api: client.ApiClient, resource: models.Resource, namespace: str, name: str,
+                current: StatusModel, patch: dict) -> StatusModel | None:
+    """Merge-patch status; return what the server stored (``current`` when nothing changed,
+    None when the object is gone). A patch that changes nothing is not sent: an operator
+    restart with thousands of objects must not rewrite every status."""
+    dumped = current.model_dump(mode="json", by_alias=True)
+    if all(dumped.get(field) == value for field, value in patch.items()):
+        return current
+    try:
+        stored = await kube.patch_status(api, resource, namespace, name, {"status": patch})
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return type(current).model_validate(stored.get("status") or {})
