@@ -6,6 +6,7 @@ the local control plane.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import itertools
 import os
@@ -18,10 +19,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 import yaml
 from kubernetes_asyncio import client
 
+from stan_api import keys, keystore
 from stan_controlplane import build, cluster, processes
 from stan_operator import install, kube
 
@@ -75,6 +78,7 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[cluster.ControlPlane | None]:
+    os.environ["STAN_NAMESPACE"] = STAN_NAMESPACE
     explicit = os.environ.get("STAN_TEST_KUBECONFIG")
     if explicit:
         os.environ["KUBECONFIG"] = explicit
@@ -196,3 +200,72 @@ async def eventually(probe, timeout: float = 30.0, interval: float = 0.2):
             return last
         await asyncio.sleep(interval)
     pytest.fail(f"not reached within {timeout:.0f}s; last answer: {last!r}")
+
+
+class FacadeProcess:
+    """``stan api`` as a child process, configured like the session's operator."""
+
+    def __init__(self) -> None:
+        config_path = STATE_DIR / "facade.yaml"
+        config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG))
+        self.log_path = STATE_DIR / "logs" / "facade.log"
+        self.url = f"http://127.0.0.1:{processes.free_port()}"
+        env = {**os.environ, "STAN_CONFIG": str(config_path), "PYTHONPATH": str(PLUGINS_DIR),
+               "STAN_NAMESPACE": STAN_NAMESPACE}
+        with self.log_path.open("ab") as log:
+            self.process = processes.spawn([sys.executable, "-m", "stan_cli", "api", "--port",
+                                            self.url.rsplit(":", 1)[1]], output=log, env=env)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the facade exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError("the facade did not become ready")
+
+    def stop(self) -> None:
+        processes.stop(self.process)
+
+
+STAN_NAMESPACE = "stan-system"
+
+
+@pytest.fixture(scope="session")
+def facade(operator: OperatorProcess) -> Iterator[FacadeProcess]:
+    process = FacadeProcess()
+    yield process
+    process.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class Tenant:
+    namespace: str
+    key: str
+    key_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.key}
+
+
+async def new_tenant(api: client.ApiClient, namespace: str, scopes: tuple[str, ...] = (keys.EXECUTE_SCOPE,)) -> Tenant:
+    """A user whose key's tenant is ``namespace``, issued as `stan apikey create` does."""
+    key, principal = await keystore.issue(api, f"user-{uuid.uuid4().hex[:6]}", list(scopes), namespace)
+    return Tenant(namespace=namespace, key=key, key_id=principal.key_id)
+
+
+@pytest.fixture
+async def tenant(api: client.ApiClient, namespace: str, facade: FacadeProcess) -> Tenant:
+    return await new_tenant(api, namespace)
+
+
+@pytest.fixture
+async def http(facade: FacadeProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=facade.url, timeout=30) as session:
+        yield session

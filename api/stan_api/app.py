@@ -1,14 +1,92 @@
-"""The facade's application factory and its health endpoints."""
+"""The facade's application: routers, health, metrics, and one mapping from domain errors to HTTP."""
 from __future__ import annotations
 
-from fastapi import FastAPI
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from stan_api import metrics, schemas
+from stan_api.facade import Facade, Invalid, NotFound, TimedOut, Unavailable
+from stan_api.routes import heartbeat, tasks
+
+MAX_BODY_BYTES = 64 * 1024
+ERRORS = {
+    400: {"model": schemas.Error, "description": "Malformed request"},
+    401: {"model": schemas.Error, "description": "Missing or unknown X-API-Key"},
+    403: {"model": schemas.Error, "description": "The key lacks the stan:execute scope"},
+    422: {"model": schemas.Error, "description": "Invalid input: the field and the reason"},
+    503: {"model": schemas.Error, "description": "The cluster cannot be reached"},
+}
+
+
+def _error(code: int, detail: object) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=code)
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="Stan Tasks & Heartbeat API", version="0.1.0")
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.facade = await Facade.start()
+        app.state.keys = app.state.facade.keys
+        yield
+        await app.state.facade.stop()
+
+    app = FastAPI(title="Stan Tasks & Heartbeat API", version="0.1.0", lifespan=lifespan,
+                  description="Scheduled tasks and the heartbeat of your Stan tenant. Every /api/v1/stan "
+                              "endpoint needs an X-API-Key with the stan:execute scope.")
+    observed = metrics.Metrics()
+    app.middleware("http")(observed.middleware)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return _error(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"the body exceeds {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, error: NotFound) -> JSONResponse:
+        return _error(status.HTTP_404_NOT_FOUND, "task not found")
+
+    @app.exception_handler(Invalid)
+    async def invalid(request: Request, error: Invalid) -> JSONResponse:
+        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["body", *e.field.split(".")], "msg": e.reason, "type": "value_error"} for e in error.errors])
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, error: Unavailable) -> JSONResponse:
+        return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(error))
+
+    @app.exception_handler(TimedOut)
+    async def timed_out(request: Request, error: TimedOut) -> JSONResponse:
+        return _error(status.HTTP_504_GATEWAY_TIMEOUT, str(error))
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, error: RecursionError) -> JSONResponse:
+        return _error(status.HTTP_400_BAD_REQUEST, "the body is nested too deeply")
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+    for router in (tasks.router, heartbeat.router):
+        app.include_router(router, responses=ERRORS)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        ready = request.app.state.facade.ready
+        return JSONResponse({"status": "ready" if ready else "not ready"},
+                            status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> object:
+        return observed.exposition()
 
     return app

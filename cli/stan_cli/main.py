@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from stan_cli import supervisor
+from stan_cli import apikey, supervisor
 from stan_controlplane import build
 from stan_operator import crdgen, install, webhooks
 
@@ -74,7 +74,9 @@ def api_command(host: str, port: int) -> None:
     """Run the REST facade in the foreground."""
     import uvicorn
 
-    uvicorn.run("stan_api.app:create_app", factory=True, host=host, port=port, log_level="info")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run("stan_api.app:create_app", factory=True, host=host, port=port, log_level="info", access_log=False,
+                log_config=None)
 
 
 @cli.group()
@@ -108,6 +110,9 @@ def controlplane_build() -> None:
     build.ensure_built()
     for component in build.COMPONENTS:
         click.echo(f"{component.name} {component.version}: {build.binary_dir(component)}")
+
+
+cli.add_command(apikey.apikey)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ def _banner(api_port: int, kubeconfig: str) -> str:
         f"  API:        http://127.0.0.1:{api_port}/api/v1/stan  (docs: http://127.0.0.1:{api_port}/docs)",
         f"  kubeconfig: {kubeconfig}",
         f"  kubectl:    KUBECONFIG={kubeconfig} kubectl get stantasks -A",
+        f"  API key:    KUBECONFIG={kubeconfig} .venv/bin/stan apikey create --user you --scopes stan:execute",
         "",
     ])
 

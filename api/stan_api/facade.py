@@ -1,0 +1,124 @@
+"""The facade's state and its domain errors: one object that routes and domain functions share.
+
+It owns the API client and the watch-backed caches (tasks, heartbeats, key
+Secrets). Domain functions raise the errors below; the app turns them into
+HTTP answers, so the functions stay callable without HTTP.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Annotated
+
+import aiohttp
+from fastapi import Depends, Request
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_api import auth, cache, keys
+from stan_operator import config, kube, models, validation
+
+WRITE_WAIT_SECONDS = 5.0
+HEARTBEAT_RUN_SECONDS = 30.0
+
+
+class NotFound(Exception):
+    pass
+
+
+class Invalid(Exception):
+    def __init__(self, errors: list[validation.FieldError]) -> None:
+        super().__init__(validation.describe(errors))
+        self.errors = errors
+
+
+class Unavailable(Exception):
+    """The cluster cannot be reached, or did not answer in time."""
+
+
+class TimedOut(Exception):
+    """The operator did not answer in time."""
+
+
+def translate(error: ApiException) -> Exception:
+    """What an API server error means for a client of the facade."""
+    if error.status == 404:
+        return NotFound()
+    if error.status in (400, 422):
+        return Invalid([validation.FieldError("body", _message(error))])
+    return Unavailable(f"the cluster answered {error.status} {error.reason}")
+
+
+@contextlib.contextmanager
+def talking_to_cluster() -> Iterator[None]:
+    """Turn what a call to the API server can raise into the facade's errors."""
+    try:
+        yield
+    except ApiException as error:
+        raise translate(error) from None
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+        raise Unavailable(f"the cluster cannot be reached: {type(error).__name__}") from None
+
+
+def _message(error: ApiException) -> str:
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
+
+
+@dataclasses.dataclass
+class Facade:
+    api: client.ApiClient
+    configuration: config.OperatorConfig
+    tasks: cache.ObjectCache
+    heartbeats: cache.ObjectCache
+    key_secrets: cache.ObjectCache
+    keys: auth.KeyIndex
+    background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    write_wait_seconds: float = WRITE_WAIT_SECONDS
+    heartbeat_run_seconds: float = HEARTBEAT_RUN_SECONDS
+
+    @classmethod
+    async def start(cls) -> Facade:
+        api = await kube.api_client()
+        objects = kube.custom_objects(api)
+        facade = cls(
+            api=api, configuration=config.load(),
+            tasks=cache.ObjectCache(api, "stantasks", objects.list_cluster_custom_object, group=models.GROUP,
+                                    version=models.VERSION, plural=models.STAN_TASK.plural),
+            heartbeats=cache.ObjectCache(api, "stanheartbeats", objects.list_cluster_custom_object,
+                                         group=models.GROUP, version=models.VERSION,
+                                         plural=models.STAN_HEARTBEAT.plural),
+            key_secrets=cache.ObjectCache(api, "api keys", client.CoreV1Api(api).list_namespaced_secret,
+                                          namespace=config.own_namespace(), label_selector=f"{keys.LABEL}=true"),
+            keys=auth.KeyIndex(),
+        )
+        facade.key_secrets.listen(facade.keys.on_change)
+        for watched in (facade.tasks, facade.heartbeats, facade.key_secrets):
+            facade.background.append(asyncio.create_task(watched.run(), name=f"cache-{watched.name}"))
+        return facade
+
+    @property
+    def ready(self) -> bool:
+        return all(watched.available for watched in (self.tasks, self.heartbeats, self.key_secrets))
+
+    def require_cluster(self) -> None:
+        if not self.ready:
+            raise Unavailable("the cluster cannot be reached right now")
+
+    async def stop(self) -> None:
+        for task in self.background:
+            task.cancel()
+        await self.api.close()
+
+
+def current(request: Request) -> Facade:
+    return request.app.state.facade
+
+
+State = Annotated[Facade, Depends(current)]

@@ -1,0 +1,103 @@
+"""The tenant's heartbeat as the REST contract sees it, translated to its StanHeartbeat.
+
+A tenant without a StanHeartbeat yet reads the configured defaults; the first
+PUT or run creates the object. A run is asked for through the resource (an
+annotation carrying a request id) and answered by the operator in status.
+"""
+from __future__ import annotations
+
+import datetime
+import uuid
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_api import schemas
+from stan_api.facade import Facade, Invalid, TimedOut, talking_to_cluster
+from stan_operator import heartbeats, kube, models, validation
+from stan_operator.checks import registry
+
+UPDATE_ATTEMPTS = 5
+
+
+def _spec(facade: Facade, body: dict | None) -> models.StanHeartbeatSpec:
+    if body is None:
+        return facade.configuration.heartbeatDefaults
+    return models.StanHeartbeatSpec.model_validate(body.get("spec") or {})
+
+
+def _answer(spec: models.StanHeartbeatSpec) -> schemas.Heartbeat:
+    return schemas.Heartbeat(enabled=spec.enabled, checks=spec.checks, intervalMinutes=spec.intervalMinutes,
+                             availableChecks=registry.names())
+
+
+def get_heartbeat(facade: Facade, namespace: str) -> schemas.Heartbeat:
+    facade.require_cluster()
+    return _answer(_spec(facade, facade.heartbeats.get(namespace, models.HEARTBEAT_NAME)))
+
+
+async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations: dict[str, str]) -> dict:
+    """Create the tenant's StanHeartbeat (from the defaults) or patch it, under a resourceVersion precondition."""
+    objects = kube.custom_objects(facade.api)
+    with talking_to_cluster():
+        for _ in range(UPDATE_ATTEMPTS):
+            try:
+                current = await objects.get_namespaced_custom_object(
+                    models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                current = None
+            merged = {**_spec(facade, current).model_dump(mode="json"), **spec_changes}
+            _, errors = validation.heartbeat_spec(merged)
+            if errors:
+                raise Invalid(errors)
+            try:
+                if current is None:
+                    stored = await objects.create_namespaced_custom_object(
+                        models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural,
+                        {"apiVersion": models.API_VERSION, "kind": models.STAN_HEARTBEAT.kind,
+                         "metadata": {"name": models.HEARTBEAT_NAME, "annotations": annotations}, "spec": merged})
+                else:
+                    stored = await objects.patch_namespaced_custom_object(
+                        models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural,
+                        models.HEARTBEAT_NAME,
+                        {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
+                                      "annotations": annotations}, "spec": spec_changes},
+                        _content_type=kube.MERGE_PATCH)
+            except ApiException as error:
+                if error.status == 409:
+                    continue
+                raise
+            await facade.heartbeats.remember(stored)
+            return stored
+    raise TimedOut("the heartbeat kept changing while it was being updated; try again")
+
+
+async def update_heartbeat(facade: Facade, namespace: str, request: schemas.HeartbeatUpdate) -> schemas.Heartbeat:
+    facade.require_cluster()
+    stored = await _write(facade, namespace, request.model_dump(mode="json", exclude_none=True), {})
+    return _answer(_spec(facade, stored))
+
+
+async def run_heartbeat(facade: Facade, namespace: str) -> schemas.HeartbeatRun:
+    """Ask the operator for a run and wait for its results (fresh: started after the request)."""
+    facade.require_cluster()
+    request = uuid.uuid4().hex
+    asked_at = datetime.datetime.now(datetime.timezone.utc)
+    await _write(facade, namespace, {}, {heartbeats.RUN_REQUEST_ANNOTATION: request})
+
+    def answered(body: dict | None) -> bool:
+        status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
+        return status.runRequest == request or (status.lastRunAt is not None and status.lastRunAt >= asked_at
+                                                and bool(status.results))
+
+    try:
+        body = await facade.heartbeats.wait_for(namespace, models.HEARTBEAT_NAME, answered,
+                                                facade.heartbeat_run_seconds)
+    except TimeoutError:
+        raise TimedOut(f"the operator did not run the heartbeat within {facade.heartbeat_run_seconds:g}s; "
+                       "is it running?") from None
+    status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
+    results = [schemas.CheckResult.model_validate(result.model_dump()) for result in status.results]
+    return schemas.HeartbeatRun(results=results, issues=[r for r in results if r.status != "ok"],
+                                healthy=not any(r.status != "ok" for r in results))

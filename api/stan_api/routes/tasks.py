@@ -1,0 +1,63 @@
+"""``/api/v1/stan/tasks`` and, beside the contract, ``/api/v1/stan/actions``."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from stan_api import schemas, tasks
+from stan_api.auth import Tenant
+from stan_api.facade import State
+
+router = APIRouter(prefix="/api/v1/stan", tags=["tasks"])
+NOT_FOUND = {404: {"model": schemas.Error, "description": "No such task for this API key's tenant"}}
+
+
+@router.get("/tasks", response_model=list[schemas.TaskSummary], summary="List all scheduled tasks")
+async def list_tasks(facade: State, tenant: Tenant) -> list[schemas.TaskSummary]:
+    return tasks.list_tasks(facade, tenant.namespace)
+
+
+@router.post("/tasks", response_model=schemas.Task, status_code=status.HTTP_201_CREATED,
+             summary="Create a new scheduled task")
+async def create_task(facade: State, tenant: Tenant, body: schemas.TaskCreate) -> schemas.Task:
+    return await tasks.create_task(facade, tenant.namespace, body)
+
+
+@router.get("/tasks/{id}", response_model=schemas.Task, responses=NOT_FOUND, summary="Get a scheduled task")
+async def get_task(facade: State, tenant: Tenant, id: str) -> schemas.Task:
+    return tasks.get_task(facade, tenant.namespace, id)
+
+
+@router.put("/tasks/{id}", response_model=schemas.Updated, responses=NOT_FOUND, summary="Update a scheduled task")
+async def update_task(facade: State, tenant: Tenant, id: str, body: schemas.TaskUpdate) -> schemas.Updated:
+    await tasks.update_task(facade, tenant.namespace, id, body.model_dump(mode="json", exclude_none=True))
+    return schemas.Updated()
+
+
+@router.delete("/tasks/{id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=NOT_FOUND,
+               summary="Delete a scheduled task")
+async def delete_task(facade: State, tenant: Tenant, id: str) -> Response:
+    await tasks.delete_task(facade, tenant.namespace, id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/tasks/{id}/pause", response_model=schemas.Paused, responses=NOT_FOUND, summary="Pause a task")
+async def pause_task(facade: State, tenant: Tenant, id: str) -> schemas.Paused:
+    await tasks.update_task(facade, tenant.namespace, id, {"paused": True})
+    return schemas.Paused()
+
+
+@router.post("/tasks/{id}/resume", response_model=schemas.Resumed, responses=NOT_FOUND, summary="Resume a task")
+async def resume_task(facade: State, tenant: Tenant, id: str) -> schemas.Resumed:
+    await tasks.update_task(facade, tenant.namespace, id, {"paused": False})
+    return schemas.Resumed()
+
+
+@router.get("/tasks/{id}/runs", response_model=list[schemas.Run], responses=NOT_FOUND,
+            summary="Recent runs of a task (Stan addition)")
+async def task_runs(facade: State, tenant: Tenant, id: str) -> list[schemas.Run]:
+    return tasks.recent_runs(facade, tenant.namespace, id)
+
+
+@router.get("/actions", response_model=list[schemas.Action], summary="Actions a task may use (Stan addition)")
+async def list_actions(facade: State, tenant: Tenant) -> list[schemas.Action]:
+    return tasks.actions(facade)

@@ -1,0 +1,129 @@
+"""The request and response bodies of the Stan Tasks & Heartbeat API, camelCase as documented.
+
+Fields the contract names come first and keep its names; what Stan adds
+(time zone, concurrency policy, run history) is optional and sits beside them.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from stan_operator import models
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskSummary(BaseModel):
+    id: str = Field(examples=["task_abc001"])
+    name: str
+    action: str
+    schedule: str
+    modelId: str
+    status: str = Field(description="active or paused")
+
+
+class Task(TaskSummary):
+    """The full Scheduled Task object."""
+
+    createdAt: models.Timestamp
+    lastRunAt: models.Timestamp | None
+    nextRunAt: models.Timestamp | None
+    timeZone: str = Field(description="Stan addition: the IANA zone the schedule is read in.")
+    concurrencyPolicy: str = Field(description="Stan addition: Allow, Forbid or Replace.")
+
+
+class TaskExtras(Body):
+    """Optional scheduling fields Stan adds to the contract."""
+
+    timeZone: Text | None = Field(default=None, examples=["Europe/Berlin"])
+    concurrencyPolicy: models.ConcurrencyPolicy | None = None
+    startingDeadlineSeconds: int | None = Field(default=None, ge=0, le=86400)
+    runHistoryLimit: int | None = Field(default=None, ge=1, le=100)
+
+
+class TaskCreate(TaskExtras):
+    name: Text = Field(examples=["Daily workflow audit"])
+    action: Text = Field(examples=["audit_workflows"])
+    schedule: Text = Field(examples=["0 9 * * *"])
+    modelId: Text = Field(examples=["model_abc123"])
+
+
+class TaskUpdate(TaskExtras):
+    name: Text | None = None
+    action: Text | None = None
+    schedule: Text | None = None
+    modelId: Text | None = None
+
+
+class Updated(BaseModel):
+    updated: bool = True
+
+
+class Paused(BaseModel):
+    paused: bool = True
+
+
+class Resumed(BaseModel):
+    resumed: bool = True
+
+
+class RunTriggered(BaseModel):
+    """Stan addition: the answer to POST /tasks/{id}/run."""
+
+    runId: str
+    result: str
+    message: str
+
+
+class Run(BaseModel):
+    """Stan addition: one recent run of a task."""
+
+    runId: str
+    scheduledAt: models.Timestamp
+    startedAt: models.Timestamp | None
+    finishedAt: models.Timestamp | None
+    result: str
+    message: str
+
+
+class Action(BaseModel):
+    """Stan addition: an action a task may use."""
+
+    name: str
+    kind: str = Field(description="builtin (runs in the operator) or job (runs as a Kubernetes Job)")
+
+
+class Heartbeat(BaseModel):
+    enabled: bool
+    checks: list[str]
+    intervalMinutes: int
+    availableChecks: list[str]
+
+
+class HeartbeatUpdate(Body):
+    enabled: bool | None = None
+    checks: list[Text] | None = None
+    intervalMinutes: int | None = Field(default=None, ge=5, le=10080, description="Minimum: 5.")
+
+
+class CheckResult(BaseModel):
+    check: str
+    status: str = Field(description="ok, warn or error")
+    message: str
+    durationSeconds: float | None = Field(default=None, description="Stan addition.")
+    details: list[str] = Field(default_factory=list, description="Stan addition.")
+
+
+class HeartbeatRun(BaseModel):
+    results: list[CheckResult]
+    issues: list[CheckResult]
+    healthy: bool
+
+
+class Error(BaseModel):
+    detail: str | list[dict]

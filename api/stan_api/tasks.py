@@ -1,0 +1,146 @@
+"""Tasks as the REST contract sees them, translated to and from StanTask resources.
+
+Reads come from the watch-backed cache; every write is a create, patch or
+delete of a StanTask, and status stays the operator's. Updates read the
+current object, validate the merged spec, and patch with its resourceVersion
+as a precondition, retrying on a conflict, so concurrent updates never lose
+one another and never leave a mix of two.
+"""
+from __future__ import annotations
+
+import datetime
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_api import schemas
+from stan_api.facade import Facade, Invalid, NotFound, Unavailable, talking_to_cluster
+from stan_operator import cron, ids, kube, models, validation
+from stan_operator.actions import registry
+
+UPDATE_ATTEMPTS = 5
+
+
+def _task_status(body: dict) -> models.StanTaskStatus:
+    return models.StanTaskStatus.model_validate(body.get("status") or {})
+
+
+def _state(body: dict, status: models.StanTaskStatus) -> str:
+    return status.status or ("paused" if body["spec"].get("paused") else "active")
+
+
+def summary(body: dict) -> schemas.TaskSummary:
+    spec = body["spec"]
+    return schemas.TaskSummary(id=ids.task_id(body["metadata"]["name"]), name=spec["name"], action=spec["action"],
+                               schedule=spec["schedule"], modelId=spec["modelId"],
+                               status=_state(body, _task_status(body)))
+
+
+def full(body: dict) -> schemas.Task:
+    spec = body["spec"]
+    status = _task_status(body)
+    return schemas.Task(**summary(body).model_dump(),
+                        createdAt=datetime.datetime.fromisoformat(body["metadata"]["creationTimestamp"]),
+                        lastRunAt=status.lastRunAt, nextRunAt=status.nextRunAt,
+                        timeZone=spec.get("timeZone", "UTC"), concurrencyPolicy=spec.get("concurrencyPolicy", "Allow"))
+
+
+def _body(facade: Facade, namespace: str, task_id: str) -> dict:
+    facade.require_cluster()
+    name = ids.object_name(task_id)
+    body = facade.tasks.get(namespace, name) if name else None
+    if body is None:
+        raise NotFound()
+    return body
+
+
+def list_tasks(facade: Facade, namespace: str) -> list[schemas.TaskSummary]:
+    facade.require_cluster()
+    ordered = sorted(facade.tasks.in_namespace(namespace), key=lambda body: body["metadata"]["creationTimestamp"])
+    return [summary(body) for body in ordered]
+
+
+def get_task(facade: Facade, namespace: str, task_id: str) -> schemas.Task:
+    return full(_body(facade, namespace, task_id))
+
+
+def recent_runs(facade: Facade, namespace: str, task_id: str) -> list[schemas.Run]:
+    status = _task_status(_body(facade, namespace, task_id))
+    return [schemas.Run.model_validate(run.model_dump()) for run in status.recentRuns]
+
+
+def actions(facade: Facade) -> list[schemas.Action]:
+    return [schemas.Action(name=name, kind="job" if name in facade.configuration.jobActions else "builtin")
+            for name in registry.names(facade.configuration)]
+
+
+def _validated(facade: Facade, spec: dict) -> None:
+    _, errors = validation.task_spec(spec, facade.configuration)
+    if errors:
+        raise Invalid(errors)
+
+
+async def create_task(facade: Facade, namespace: str, request: schemas.TaskCreate) -> schemas.Task:
+    spec = request.model_dump(mode="json", exclude_none=True)
+    _validated(facade, spec)
+    facade.require_cluster()
+    manifest = {"apiVersion": models.API_VERSION, "kind": models.STAN_TASK.kind,
+                "metadata": {"name": ids.new_object_name()}, "spec": spec}
+    with talking_to_cluster():
+        created = await kube.custom_objects(facade.api).create_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, manifest)
+    await facade.tasks.remember(created)
+    scheduled = await _observed(facade, created)
+    task = full(scheduled)
+    if task.nextRunAt is None and not spec.get("paused"):
+        # The operator has not answered yet: the same function it uses says when the task runs next.
+        task.nextRunAt = cron.next_tick(spec["schedule"], spec.get("timeZone", "UTC"),
+                                        datetime.datetime.now(datetime.timezone.utc),
+                                        allow_seconds=facade.configuration.allowSecondSchedules)
+    return task
+
+
+async def _observed(facade: Facade, written: dict) -> dict:
+    """The object once the operator has taken in this generation, or as written if it is slow to."""
+    namespace, name = written["metadata"]["namespace"], written["metadata"]["name"]
+    generation = written["metadata"].get("generation", 1)
+
+    def taken_in(body: dict | None) -> bool:
+        return body is None or (_task_status(body).observedGeneration or 0) >= generation
+
+    try:
+        body = await facade.tasks.wait_for(namespace, name, taken_in, facade.write_wait_seconds)
+    except TimeoutError:
+        body = None
+    return body or written
+
+
+async def update_task(facade: Facade, namespace: str, task_id: str, changes: dict) -> None:
+    """Apply ``changes`` to the spec; used by PUT, pause and resume alike."""
+    name = _body(facade, namespace, task_id)["metadata"]["name"]
+    objects = kube.custom_objects(facade.api)
+    with talking_to_cluster():
+        for _ in range(UPDATE_ATTEMPTS):
+            current = await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
+                                                                 models.STAN_TASK.plural, name)
+            _validated(facade, {**current["spec"], **changes})
+            patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": changes}
+            try:
+                stored = await objects.patch_namespaced_custom_object(
+                    models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name, patch,
+                    _content_type=kube.MERGE_PATCH)
+            except ApiException as error:
+                if error.status == 409:
+                    continue
+                raise
+            await facade.tasks.remember(stored)
+            await _observed(facade, stored)
+            return
+    raise Unavailable(f"the task kept changing under {UPDATE_ATTEMPTS} attempts to update it; try again")
+
+
+async def delete_task(facade: Facade, namespace: str, task_id: str) -> None:
+    name = _body(facade, namespace, task_id)["metadata"]["name"]
+    with talking_to_cluster():
+        await kube.custom_objects(facade.api).delete_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name)
+    await facade.tasks.forget(namespace, name)
