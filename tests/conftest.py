@@ -123,8 +123,42 @@ async def private_namespace(api: client.ApiClient) -> AsyncIterator[str]:
         yield name
 
 
-class OperatorProcess:
-    """``stan operator`` as a child process, with its log in a file."""
+class ChildProcess:
+    """A Stan process under test, with its log in a file."""
+
+    what = "the process"
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def wait_answering(self, url: str, timeout: float = 60.0) -> None:
+        """Until ``url`` answers 2xx; fail early, with the log, if the process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.what} exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"{self.what} did not answer at {url}: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        processes.stop(self.process)
+
+
+class OperatorProcess(ChildProcess):
+    """``stan operator`` as a child process."""
+
+    what = "the operator"
 
     def __init__(self, name: str, *args: str, webhook: bool = False, config: dict | None = None,
                  kubeconfig: Path | None = None) -> None:
@@ -144,30 +178,7 @@ class OperatorProcess:
             env["KUBECONFIG"] = str(kubeconfig)
         with self.log_path.open("ab") as log:
             self.process = processes.spawn(command, output=log, env=env)
-        self._wait_alive()
-
-    def _wait_alive(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the operator exited with {self.process.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.liveness, timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"the operator did not come alive: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, with no chance to clean up."""
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        processes.stop(self.process)
+        self.wait_answering(self.liveness)
 
 
 @pytest.fixture(scope="session")
@@ -202,8 +213,10 @@ async def eventually(probe, timeout: float = 30.0, interval: float = 0.2):
     pytest.fail(f"not reached within {timeout:.0f}s; last answer: {last!r}")
 
 
-class FacadeProcess:
+class FacadeProcess(ChildProcess):
     """``stan api`` as a child process, configured like the session's operator."""
+
+    what = "the facade"
 
     def __init__(self) -> None:
         config_path = STATE_DIR / "facade.yaml"
@@ -215,22 +228,7 @@ class FacadeProcess:
         with self.log_path.open("ab") as log:
             self.process = processes.spawn([sys.executable, "-m", "stan_cli", "api", "--port",
                                             self.url.rsplit(":", 1)[1]], output=log, env=env)
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the facade exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError("the facade did not become ready")
-
-    def stop(self) -> None:
-        processes.stop(self.process)
+        self.wait_answering(f"{self.url}/readyz")
 
 
 STAN_NAMESPACE = "stan-system"
