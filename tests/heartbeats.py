@@ -5,7 +5,7 @@ import uuid
 
 from kubernetes_asyncio import client
 
-from stan_operator import heartbeats, kube, models
+from stan_operator import kube, models
 
 
 async def create(api: client.ApiClient, namespace: str, **spec: object) -> dict:
@@ -29,7 +29,7 @@ async def patch(api: client.ApiClient, namespace: str, body: dict) -> dict:
 
 async def request_run(api: client.ApiClient, namespace: str) -> str:
     request = uuid.uuid4().hex
-    await patch(api, namespace, {"metadata": {"annotations": {heartbeats.RUN_REQUEST_ANNOTATION: request}}})
+    await patch(api, namespace, {"metadata": {"annotations": {models.RUN_REQUEST_ANNOTATION: request}}})
     return request
 
 

@@ -82,6 +82,23 @@ async def test_a_task_fires_and_its_runs_show(http: httpx.AsyncClient, tenant: T
     assert detail["lastRunAt"] is not None
 
 
+async def test_a_run_on_request(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    task = (await http.post("/api/v1/stan/tasks", json=TASK, headers=tenant.headers)).json()
+    triggered = await http.post(f"/api/v1/stan/tasks/{task['id']}/run", headers=tenant.headers)
+    assert triggered.status_code == 200, triggered.text
+    run_id = triggered.json()["runId"]
+    assert triggered.json()["result"] in ("running", "succeeded")
+
+    async def finished() -> dict | None:
+        runs = (await http.get(f"/api/v1/stan/tasks/{task['id']}/runs", headers=tenant.headers)).json()
+        return next((run for run in runs if run["runId"] == run_id and run["result"] == "succeeded"), None)
+
+    run = await eventually(finished, timeout=10)
+    assert run["message"].startswith("All workflows healthy") or "tasks audited" in run["message"]
+    again = await http.post(f"/api/v1/stan/tasks/{task['id']}/run", headers=tenant.headers)
+    assert again.json()["runId"] != run_id, "each request is a run of its own"
+
+
 async def test_kubectl_and_the_api_see_the_same_tasks(http: httpx.AsyncClient, tenant: Tenant,
                                                       api: client.ApiClient) -> None:
     await tasks.create(api, tenant.namespace, "from-kubectl", schedule="0 9 * * *", modelId="model_abc123")

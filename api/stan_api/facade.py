@@ -23,7 +23,7 @@ from stan_api import auth, cache, keys
 from stan_operator import config, kube, models, validation
 
 WRITE_WAIT_SECONDS = 5.0
-HEARTBEAT_RUN_SECONDS = 30.0
+OPERATOR_ANSWER_SECONDS = 30.0
 
 
 class NotFound(Exception):
@@ -81,7 +81,7 @@ class Facade:
     keys: auth.KeyIndex
     background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     write_wait_seconds: float = WRITE_WAIT_SECONDS
-    heartbeat_run_seconds: float = HEARTBEAT_RUN_SECONDS
+    operator_answer_seconds: float = OPERATOR_ANSWER_SECONDS
 
     @classmethod
     async def start(cls) -> Facade:

@@ -13,7 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import schemas
 from stan_api.facade import Facade, Invalid, TimedOut, talking_to_cluster
-from stan_operator import heartbeats, kube, models, validation
+from stan_operator import kube, models, validation
 from stan_operator.checks import registry
 
 UPDATE_ATTEMPTS = 5
@@ -84,7 +84,7 @@ async def run_heartbeat(facade: Facade, namespace: str) -> schemas.HeartbeatRun:
     facade.require_cluster()
     request = uuid.uuid4().hex
     asked_at = datetime.datetime.now(datetime.timezone.utc)
-    await _write(facade, namespace, {}, {heartbeats.RUN_REQUEST_ANNOTATION: request})
+    await _write(facade, namespace, {}, {models.RUN_REQUEST_ANNOTATION: request})
 
     def answered(body: dict | None) -> bool:
         status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
@@ -93,9 +93,9 @@ async def run_heartbeat(facade: Facade, namespace: str) -> schemas.HeartbeatRun:
 
     try:
         body = await facade.heartbeats.wait_for(namespace, models.HEARTBEAT_NAME, answered,
-                                                facade.heartbeat_run_seconds)
+                                                facade.operator_answer_seconds)
     except TimeoutError:
-        raise TimedOut(f"the operator did not run the heartbeat within {facade.heartbeat_run_seconds:g}s; "
+        raise TimedOut(f"the operator did not run the heartbeat within {facade.operator_answer_seconds:g}s; "
                        "is it running?") from None
     status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
     results = [schemas.CheckResult.model_validate(result.model_dump()) for result in status.results]

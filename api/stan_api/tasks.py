@@ -9,11 +9,12 @@ one another and never leave a mix of two.
 from __future__ import annotations
 
 import datetime
+import uuid
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import schemas
-from stan_api.facade import Facade, Invalid, NotFound, Unavailable, talking_to_cluster
+from stan_api.facade import Facade, Invalid, NotFound, TimedOut, Unavailable, talking_to_cluster
 from stan_operator import cron, ids, kube, models, validation
 from stan_operator.actions import registry
 
@@ -136,6 +137,31 @@ async def update_task(facade: Facade, namespace: str, task_id: str, changes: dic
             await _observed(facade, stored)
             return
     raise Unavailable(f"the task kept changing under {UPDATE_ATTEMPTS} attempts to update it; try again")
+
+
+async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTriggered:
+    """Ask the operator for a run now (an annotation with a request id) and answer once it has started."""
+    name = _body(facade, namespace, task_id)["metadata"]["name"]
+    request = uuid.uuid4().hex
+    with talking_to_cluster():
+        stored = await kube.custom_objects(facade.api).patch_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name,
+            {"metadata": {"annotations": {models.RUN_REQUEST_ANNOTATION: request}}}, _content_type=kube.MERGE_PATCH)
+    await facade.tasks.remember(stored)
+
+    def started(body: dict | None) -> bool:
+        return body is None or _task_status(body).lastRunRequest == request
+
+    try:
+        body = await facade.tasks.wait_for(namespace, name, started, facade.operator_answer_seconds)
+    except TimeoutError:
+        raise TimedOut(f"the operator did not start the run within {facade.operator_answer_seconds:g}s; "
+                       "is it running?") from None
+    if body is None:
+        raise NotFound()
+    run = _task_status(body).lastRun
+    assert run is not None
+    return schemas.RunTriggered(runId=run.runId, result=run.result, message=run.message)
 
 
 async def delete_task(facade: Facade, namespace: str, task_id: str) -> None:

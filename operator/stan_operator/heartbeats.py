@@ -18,7 +18,6 @@ from kubernetes_asyncio import client
 from stan_operator import config, events, models, status, validation
 from stan_operator.checks import CheckContext, runner
 
-RUN_REQUEST_ANNOTATION = "stan.dev/run-request"
 UTC = datetime.timezone.utc
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class Heartbeats:
             self._heartbeats[namespace] = known
         if known.generation != metadata.get("generation", 0):
             await self._reconfigure(known, body)
-        request = (metadata.get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
+        request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
         standby = self._leading is not None and not self._leading.is_set()
         if request and request not in (known.status.runRequest, known.requested) and known.spec and not standby:
             known.requested = request

@@ -101,6 +101,8 @@ class StanTaskStatus(Model):
         description="Ticks up to this instant are accounted for (run, or recorded as skipped). "
                     "Written before a run starts, so that a restarted operator never runs a tick twice.")
     lastRun: Run | None = None
+    lastRunRequest: str | None = Field(default=None,
+                                       description="The latest on-demand run request (annotation) answered.")
     recentRuns: list[Run] = Field(default_factory=list, description="Newest first, at most runHistoryLimit.")
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None
@@ -203,6 +205,9 @@ STAN_HEARTBEAT = Resource(
 )
 
 RESOURCES = (STAN_TASK, STAN_HEARTBEAT)
+
+RUN_REQUEST_ANNOTATION = "stan.dev/run-request"
+"""Set to a new id on a StanTask or StanHeartbeat to ask the operator for a run now; status answers it."""
 
 HEARTBEAT_NAME = "default"
 """Each tenant namespace has one StanHeartbeat, of this name."""

@@ -57,6 +57,7 @@ class Task:
     next_tick: datetime.datetime | None = None
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     active: dict[str, asyncio.Task[None]] = dataclasses.field(default_factory=dict)
+    requested: str | None = None
 
     @property
     def key(self) -> Key:
@@ -90,17 +91,21 @@ class Scheduler:
         known = self._tasks.get(key)
         if known is not None and known.uid == metadata["uid"] and known.generation == metadata.get("generation"):
             self._follow_claims(known, body.get("status") or {})
-            return
-        if known is not None and known.uid == metadata["uid"]:
+        elif known is not None and known.uid == metadata["uid"]:
             async with known.lock:
                 await self._reconcile(known, body, first_sight=False)
-            return
-        task = Task(namespace=key[0], name=key[1], uid=metadata["uid"], generation=metadata.get("generation", 0),
-                    created=datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
-                    spec=None, status=models.StanTaskStatus.model_validate(body.get("status") or {}))
-        self._tasks[key] = task
-        async with task.lock:
-            await self._reconcile(task, body, first_sight=True)
+        else:
+            known = Task(namespace=key[0], name=key[1], uid=metadata["uid"], generation=metadata.get("generation", 0),
+                         created=datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
+                         spec=None, status=models.StanTaskStatus.model_validate(body.get("status") or {}))
+            self._tasks[key] = known
+            async with known.lock:
+                await self._reconcile(known, body, first_sight=True)
+        request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
+        standby = self._leading is not None and not self._leading.is_set()
+        if request and request not in (known.status.lastRunRequest, known.requested) and not standby:
+            known.requested = request
+            asyncio.create_task(self._run_on_request(known, request))
 
     def _follow_claims(self, task: Task, observed: dict) -> None:
         """Adopt ticks that another replica claimed, so that a standby's heap stays current.
@@ -265,6 +270,30 @@ class Scheduler:
             await events.post(self._api, models.STAN_TASK, task.metadata, "Fired",
                               f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
                               f"({(now - tick).total_seconds():.3f}s after the tick).")
+            task.active[run.runId] = asyncio.create_task(self._execute(task, self._context(task, spec, run)))
+
+    async def _run_on_request(self, task: Task, request: str) -> None:
+        """A run now, asked for through the annotation: recorded like a tick's, answered by lastRunRequest."""
+        async with task.lock:
+            spec = task.spec
+            if self._tasks.get(task.key) is not task or spec is None or task.status.lastRunRequest == request:
+                return
+            now = self._clock()
+            forbidden = spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and task.active
+            reason = "the previous run is still active (concurrencyPolicy: Forbid)" if forbidden else None
+            run = models.Run(runId=f"run_{request[:12]}", scheduledAt=now, startedAt=now,
+                             result=models.RunResult.SKIPPED if reason else models.RunResult.RUNNING,
+                             message=reason or "run on request", finishedAt=now if reason else None)
+            runs = _bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
+            dumped = [item.model_dump(mode="json", by_alias=True) for item in runs]
+            patch = {"lastRunRequest": request, "lastRun": dumped[0], "recentRuns": dumped}
+            if not reason:
+                patch["lastRunAt"] = models.format_timestamp(now)
+            await self._write(task, patch)
+            if reason:
+                return
+            await events.post(self._api, models.STAN_TASK, task.metadata, "Fired",
+                              f"Run {run.runId} started on request.")
             task.active[run.runId] = asyncio.create_task(self._execute(task, self._context(task, spec, run)))
 
     def _skip_reason(self, task: Task, spec: models.StanTaskSpec, tick: datetime.datetime,

@@ -58,6 +58,13 @@ async def task_runs(facade: State, tenant: Tenant, id: str) -> list[schemas.Run]
     return tasks.recent_runs(facade, tenant.namespace, id)
 
 
+@router.post("/tasks/{id}/run", response_model=schemas.RunTriggered,
+             responses={**NOT_FOUND, 504: {"model": schemas.Error, "description": "The operator did not answer"}},
+             summary="Run a task now (Stan addition)")
+async def run_task(facade: State, tenant: Tenant, id: str) -> schemas.RunTriggered:
+    return await tasks.run_now(facade, tenant.namespace, id)
+
+
 @router.get("/actions", response_model=list[schemas.Action], summary="Actions a task may use (Stan addition)")
 async def list_actions(facade: State, tenant: Tenant) -> list[schemas.Action]:
     return tasks.actions(facade)

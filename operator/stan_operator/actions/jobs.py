@@ -23,8 +23,10 @@ SCHEDULED_ANNOTATION = "stan.dev/scheduled-at"
 MAX_NAME = 63
 
 
-def job_name(task_name: str, context_tick: float) -> str:
-    suffix = f"-{int(context_tick)}"
+def job_name(task_name: str, scheduled_at: float) -> str:
+    """A tick's Job: the task and the tick's epoch second; an on-demand run, not on a whole
+    second, takes epoch milliseconds, so it never meets a tick's Job."""
+    suffix = f"-{scheduled_at:.0f}" if scheduled_at == int(scheduled_at) else f"-{round(scheduled_at * 1000)}"
     if len(task_name) + len(suffix) <= MAX_NAME:
         return task_name + suffix
     digest = hashlib.sha256(task_name.encode()).hexdigest()[:8]
