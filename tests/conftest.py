@@ -6,6 +6,7 @@ the local control plane.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import fcntl
 import itertools
@@ -17,7 +18,6 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
@@ -46,12 +46,11 @@ def _claim_state_dir() -> Path:
         except BlockingIOError:
             lock.close()
             continue
-        _SESSION_LOCKS.append(lock)
+        atexit.register(lock.close)
         return directory
     raise AssertionError("unreachable")
 
 
-_SESSION_LOCKS: list[IO[str]] = []
 STATE_DIR = _claim_state_dir()
 PLUGINS_DIR = PROJECT_ROOT / "tests" / "plugins"
 SHARED_NAMESPACES = "t-*"
@@ -218,13 +217,15 @@ class FacadeProcess(ChildProcess):
 
     what = "the facade"
 
-    def __init__(self) -> None:
-        config_path = STATE_DIR / "facade.yaml"
+    def __init__(self, name: str = "facade", kubeconfig: Path | None = None) -> None:
+        config_path = STATE_DIR / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG))
-        self.log_path = STATE_DIR / "logs" / "facade.log"
+        self.log_path = STATE_DIR / "logs" / f"{name}.log"
         self.url = f"http://127.0.0.1:{processes.free_port()}"
         env = {**os.environ, "STAN_CONFIG": str(config_path), "PYTHONPATH": str(PLUGINS_DIR),
                "STAN_NAMESPACE": STAN_NAMESPACE}
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
         with self.log_path.open("ab") as log:
             self.process = processes.spawn([sys.executable, "-m", "stan_cli", "api", "--port",
                                             self.url.rsplit(":", 1)[1]], output=log, env=env)

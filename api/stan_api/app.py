@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from stan_api import metrics, schemas
-from stan_api.facade import Facade, Invalid, NotFound, TimedOut, Unavailable
+from stan_api.facade import Conflict, Facade, Invalid, NotFound, TimedOut, Unavailable
 from stan_api.routes import heartbeat, tasks
 
 MAX_BODY_BYTES = 64 * 1024
@@ -17,6 +17,7 @@ ERRORS = {
     400: {"model": schemas.Error, "description": "Malformed request"},
     401: {"model": schemas.Error, "description": "Missing or unknown X-API-Key"},
     403: {"model": schemas.Error, "description": "The key lacks the stan:execute scope"},
+    413: {"model": schemas.Error, "description": "The body is larger than 64 KiB"},
     422: {"model": schemas.Error, "description": "Invalid input: the field and the reason"},
     503: {"model": schemas.Error, "description": "The cluster cannot be reached"},
 }
@@ -54,6 +55,10 @@ def create_app() -> FastAPI:
     async def invalid(request: Request, error: Invalid) -> JSONResponse:
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, [
             {"loc": ["body", *e.field.split(".")], "msg": e.reason, "type": "value_error"} for e in error.errors])
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, error: Conflict) -> JSONResponse:
+        return _error(status.HTTP_409_CONFLICT, str(error))
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> JSONResponse:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import random
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -23,6 +24,12 @@ from stan_api import auth, cache, keys
 from stan_operator import config, kube, models, validation
 
 WRITE_WAIT_SECONDS = 5.0
+UPDATE_ATTEMPTS = 25
+
+
+async def retry_pause(attempt: int) -> None:
+    """A short, jittered wait before retrying after a resourceVersion conflict."""
+    await asyncio.sleep(random.uniform(0, 0.01 * min(attempt, 10)))
 OPERATOR_ANSWER_SECONDS = 30.0
 
 
@@ -34,6 +41,10 @@ class Invalid(Exception):
     def __init__(self, errors: list[validation.FieldError]) -> None:
         super().__init__(validation.describe(errors))
         self.errors = errors
+
+
+class Conflict(Exception):
+    """Others kept changing the object for longer than the retries last."""
 
 
 class Unavailable(Exception):

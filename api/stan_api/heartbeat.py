@@ -12,11 +12,10 @@ import uuid
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import schemas
-from stan_api.facade import Facade, Invalid, TimedOut, talking_to_cluster
+from stan_api.facade import UPDATE_ATTEMPTS, Conflict, Facade, Invalid, TimedOut, retry_pause, talking_to_cluster
 from stan_operator import kube, models, validation
 from stan_operator.checks import registry
 
-UPDATE_ATTEMPTS = 5
 
 
 def _spec(facade: Facade, body: dict | None) -> models.StanHeartbeatSpec:
@@ -39,7 +38,8 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
     """Create the tenant's StanHeartbeat (from the defaults) or patch it, under a resourceVersion precondition."""
     objects = kube.custom_objects(facade.api)
     with talking_to_cluster():
-        for _ in range(UPDATE_ATTEMPTS):
+        for attempt in range(UPDATE_ATTEMPTS):
+            await retry_pause(attempt)
             try:
                 current = await objects.get_namespaced_custom_object(
                     models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME)
@@ -70,7 +70,7 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
                 raise
             await facade.heartbeats.remember(stored)
             return stored
-    raise TimedOut("the heartbeat kept changing while it was being updated; try again")
+    raise Conflict(f"the heartbeat kept changing during {UPDATE_ATTEMPTS} attempts to update it; try again")
 
 
 async def update_heartbeat(facade: Facade, namespace: str, request: schemas.HeartbeatUpdate) -> schemas.Heartbeat:

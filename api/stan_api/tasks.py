@@ -14,11 +14,11 @@ import uuid
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import schemas
-from stan_api.facade import Facade, Invalid, NotFound, TimedOut, Unavailable, talking_to_cluster
+from stan_api.facade import (UPDATE_ATTEMPTS, Conflict, Facade, Invalid, NotFound, TimedOut, retry_pause,
+                             talking_to_cluster)
 from stan_operator import cron, ids, kube, models, validation
 from stan_operator.actions import registry
 
-UPDATE_ATTEMPTS = 5
 
 
 def _task_status(body: dict) -> models.StanTaskStatus:
@@ -120,7 +120,8 @@ async def update_task(facade: Facade, namespace: str, task_id: str, changes: dic
     name = _body(facade, namespace, task_id)["metadata"]["name"]
     objects = kube.custom_objects(facade.api)
     with talking_to_cluster():
-        for _ in range(UPDATE_ATTEMPTS):
+        for attempt in range(UPDATE_ATTEMPTS):
+            await retry_pause(attempt)
             current = await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
                                                                  models.STAN_TASK.plural, name)
             _validated(facade, {**current["spec"], **changes})
@@ -136,7 +137,7 @@ async def update_task(facade: Facade, namespace: str, task_id: str, changes: dic
             await facade.tasks.remember(stored)
             await _observed(facade, stored)
             return
-    raise Unavailable(f"the task kept changing under {UPDATE_ATTEMPTS} attempts to update it; try again")
+    raise Conflict(f"the task kept changing during {UPDATE_ATTEMPTS} attempts to update it; try again")
 
 
 async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTriggered:

@@ -53,6 +53,26 @@ class ControlPlane:
                 processes.stop(process)
         _pid_file(self.state_dir).unlink(missing_ok=True)
 
+    def stop_apiserver(self) -> None:
+        """An outage: the API server goes away, etcd and the stored objects stay."""
+        processes.stop(self.processes["apiserver"])
+
+    def start_apiserver(self) -> None:
+        """The API server comes back on the same port; returns once it is ready.
+
+        The controller manager exits when it loses the API server while it is
+        starting its controllers; a kubelet would restart it, so this does.
+        """
+        pki = certs.Pki(self.state_dir / "pki")
+        self.processes["apiserver"] = _spawn(self.state_dir, "apiserver", _apiserver_args(self.state_dir, pki,
+                                                                                          self.ports))
+        _record_pids(self)
+        wait_ready(self, watched=("etcd", "apiserver"))
+        if self.processes["controller-manager"].poll() is not None:
+            self.processes["controller-manager"] = _spawn(
+                self.state_dir, "controller-manager", _controller_manager_args(self.state_dir, pki, self.ports))
+            _record_pids(self)
+
 
 def _pid_file(state_dir: Path) -> Path:
     return state_dir / "pids.json"
@@ -159,8 +179,9 @@ def _controller_manager_args(state_dir: Path, pki: certs.Pki, ports: dict[str, i
             f"--root-ca-file={pki.ca_cert}"]
 
 
-def wait_ready(plane: ControlPlane, timeout: float = READY_TIMEOUT) -> None:
-    """Poll the API server's /readyz with the admin's client certificate."""
+def wait_ready(plane: ControlPlane, timeout: float = READY_TIMEOUT,
+               watched: tuple[str, ...] = ("etcd", "apiserver", "controller-manager")) -> None:
+    """Poll the API server's /readyz with the admin's client certificate; fail if a watched process exits."""
     pki = certs.Pki(plane.state_dir / "pki")
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     context.load_cert_chain(str(pki.cert("admin")), str(pki.key("admin")))
@@ -168,7 +189,7 @@ def wait_ready(plane: ControlPlane, timeout: float = READY_TIMEOUT) -> None:
     last_error = ""
     while time.monotonic() < deadline:
         for name, process in plane.processes.items():
-            if process.poll() is not None:
+            if name in watched and process.poll() is not None:
                 log = plane.state_dir / "logs" / f"{name}.log"
                 tail = log.read_text(errors="replace").splitlines()[-20:]
                 raise RuntimeError(f"{name} exited with {process.returncode}; last lines of {log}:\n"

@@ -1,10 +1,12 @@
 """Kubernetes Events on Stan's objects: what happened, for ``kubectl describe``."""
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import uuid
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -30,6 +32,6 @@ async def post(api: client.ApiClient, resource: models.Resource, metadata: dict,
     )
     try:
         await client.CoreV1Api(api).create_namespaced_event(metadata["namespace"], event)
-    except ApiException as error:
+    except (ApiException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
         log.warning("could not post event %s on %s/%s: %s", reason, metadata["namespace"], metadata["name"],
-                    error.reason)
+                    getattr(error, "reason", None) or error)

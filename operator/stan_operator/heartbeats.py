@@ -114,7 +114,10 @@ class Heartbeats:
             await asyncio.sleep(max(0.0, (due - _now()).total_seconds()))
             if self._leading is not None:
                 await self._leading.wait()
-            await self._run(heartbeat, request=None)
+            try:
+                await self._run(heartbeat, request=None)
+            except Exception as error:  # the loop outlives an outage: the next interval tries again
+                log.warning("heartbeat of %s failed: %s: %s", heartbeat.namespace, type(error).__name__, error)
             due = _now() + self._interval(spec)
 
     async def _run(self, heartbeat: Heartbeat, request: str | None) -> None:

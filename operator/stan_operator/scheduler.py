@@ -257,7 +257,17 @@ class Scheduler:
             run = models.Run(runId=f"run_{secrets.token_hex(6)}", scheduledAt=tick, startedAt=now,
                              result=models.RunResult.SKIPPED if skip_reason else models.RunResult.RUNNING,
                              message=skip_reason or "", finishedAt=now if skip_reason else None)
-            if not await self._claim(task, tick, run, following):
+            try:
+                claimed = await self._claim(task, tick, run, following)
+            except Exception as error:
+                if not kube.transient(error):
+                    raise
+                log.warning("tick %s of %s/%s missed: the API server was unreachable until past the deadline",
+                            tick, task.namespace, task.name)
+                task.next_tick = self._next(spec, self._clock())
+                self._push(task)
+                return
+            if not claimed:
                 return
             task.next_tick = following
             self._push(task)
@@ -318,8 +328,10 @@ class Scheduler:
             values["lastRunAt"] = models.format_timestamp(run.startedAt) if run.startedAt else None
         patch = [{"op": "test", "path": "/status/lastScheduledAt", "value": expected}]
         patch += [{"op": "add", "path": f"/status/{field}", "value": value} for field, value in values.items()]
+        deadline = tick + datetime.timedelta(seconds=task.spec.startingDeadlineSeconds if task.spec else 0)
         try:
-            stored = await kube.patch_status(self._api, models.STAN_TASK, task.namespace, task.name, patch)
+            stored = await kube.patch_status(self._api, models.STAN_TASK, task.namespace, task.name, patch,
+                                             give_up_after=max(1.0, (deadline - self._clock()).total_seconds()))
         except ApiException as error:
             if error.status in (404, 409, 422):
                 log.info("tick %s of %s/%s not claimed (%s); resyncing", tick, task.namespace, task.name,
