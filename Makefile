@@ -21,6 +21,18 @@ test: install ## Run every test against a real API server (builds the control pl
 
 ##@ Development
 
+BENCH_TASKS ?= 1000
+BENCH_TICKS ?= 3
+
+.PHONY: bench
+bench: $(VENV)/.bench ## Tick lateness of N StanTasks next to N CronJobs, and the operator's cost (BENCH_TASKS=1000)
+	$(VENV)/bin/python -m bench.ticks --tasks $(BENCH_TASKS) --ticks $(BENCH_TICKS)
+
+$(VENV)/.bench: $(VENV)/.installed
+	@echo "==> installing the benchmark's extras into $(VENV)"
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
 .PHONY: install
 install: $(VENV)/.installed ## Create the virtualenv and install Stan with its dev extras
 
