@@ -217,13 +217,14 @@ class FacadeProcess(ChildProcess):
 
     what = "the facade"
 
-    def __init__(self, name: str = "facade", kubeconfig: Path | None = None) -> None:
+    def __init__(self, name: str = "facade", kubeconfig: Path | None = None,
+                 stan_namespace: str = "stan-system") -> None:
         config_path = STATE_DIR / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG))
         self.log_path = STATE_DIR / "logs" / f"{name}.log"
         self.url = f"http://127.0.0.1:{processes.free_port()}"
         env = {**os.environ, "STAN_CONFIG": str(config_path), "PYTHONPATH": str(PLUGINS_DIR),
-               "STAN_NAMESPACE": STAN_NAMESPACE}
+               "STAN_NAMESPACE": stan_namespace}
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
         with self.log_path.open("ab") as log:

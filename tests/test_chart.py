@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from kubernetes_asyncio import client
@@ -21,8 +22,7 @@ from kubernetes_asyncio import client
 from stan_controlplane import build, cluster
 from stan_operator import config
 
-from . import tasks
-from .conftest import OPERATOR_CONFIG, PROJECT_ROOT, OperatorProcess, eventually, kubectl
+from .conftest import OPERATOR_CONFIG, PROJECT_ROOT, FacadeProcess, OperatorProcess, eventually, kubectl, new_tenant
 
 CHART = PROJECT_ROOT / "charts" / "stan"
 CRDS = sorted((PROJECT_ROOT / "crds").glob("*.yaml"))
@@ -187,46 +187,53 @@ def test_the_release_installs_and_its_crds_are_established(release: Release) -> 
     assert sorted(deployments) == [f"deployment.apps/{release.name}-api", f"deployment.apps/{release.name}-operator"]
 
 
-async def test_the_operator_service_account_can_run_the_operator(
+async def test_the_service_accounts_run_the_whole_task_and_heartbeat_flow(
         api: client.ApiClient, release: Release, private_namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STAN_NAMESPACE", release.namespace)  # where its Lease lives
-    kubeconfig = release.kubeconfig("operator")
+    """The operator and the facade run with the chart's ServiceAccount tokens, and everything works."""
+    monkeypatch.setenv("STAN_NAMESPACE", release.namespace)  # the Lease and the key Secrets live there
     operator = OperatorProcess(f"chart-{private_namespace}", "--namespace", private_namespace, "--leader-election",
-                               config=OPERATOR_CONFIG, kubeconfig=kubeconfig)
+                               config=OPERATOR_CONFIG, kubeconfig=release.kubeconfig("operator"))
+    facade = FacadeProcess(f"facade-chart-{private_namespace}", kubeconfig=release.kubeconfig("api"),
+                           stan_namespace=release.namespace)
     try:
-        await tasks.create(api, private_namespace, "charted", schedule="*/2 * * * * *")
-        await eventually(lambda: _status_field(api, private_namespace, "nextRunAt"), timeout=60)
-        await eventually(lambda: _status_field(api, private_namespace, "lastRunAt"), timeout=60)
+        tenant = await new_tenant(api, private_namespace)
+        async with httpx.AsyncClient(base_url=facade.url, timeout=30, headers=tenant.headers) as http:
+            await eventually(lambda: _answers(http, "/api/v1/stan/tasks"), timeout=20)
+            created = await http.post("/api/v1/stan/tasks", json={
+                "name": "Charted", "action": "audit_workflows", "schedule": "*/2 * * * * *",
+                "modelId": "model_abc123"})
+            assert created.status_code == 201, created.text
+            path = f"/api/v1/stan/tasks/{created.json()['id']}"
+
+            async def fired() -> bool:
+                return (await http.get(path)).json()["lastRunAt"] is not None
+
+            await eventually(fired, timeout=30)
+            assert (await http.put(path, json={"name": "Charted, renamed"})).status_code == 200
+            assert (await http.post(f"{path}/pause")).json() == {"paused": True}
+            assert (await http.get(path)).json()["status"] == "paused"
+            assert (await http.post(f"{path}/resume")).json() == {"resumed": True}
+            assert (await http.put("/api/v1/stan/heartbeat", json={"checks": ["workflows", "deployments",
+                                                                              "credits"]})).status_code == 200
+            run = (await http.post("/api/v1/stan/heartbeat/run")).json()
+            assert [result["check"] for result in run["results"]] == ["workflows", "deployments", "credits"]
+            assert (await http.delete(path)).status_code == 204
         holder = kubectl("get", "lease", "stan-operator", "--namespace", release.namespace,
                          "-o", "jsonpath={.spec.holderIdentity}").stdout
         assert holder, "the operator took the Lease in the release namespace"
-        assert "Forbidden" not in operator.log_path.read_text(errors="replace"), operator.log_tail()
+        for process in (operator, facade):
+            assert "Forbidden" not in process.log_path.read_text(errors="replace"), process.log_tail()
     finally:
+        facade.stop()
         operator.stop()
 
 
-async def _status_field(api: client.ApiClient, namespace: str, field: str) -> object:
-    return getattr(await tasks.status(api, namespace, "charted"), field)
+async def _answers(http: httpx.AsyncClient, path: str) -> bool:
+    return (await http.get(path)).status_code == 200
 
 
 def as_component(release: Release, component: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return kubectl("--kubeconfig", str(release.kubeconfig(component)), *args, check=check)
-
-
-async def test_the_facade_service_account_writes_tasks_and_reads_keys(
-        release: Release, private_namespace: str, tmp_path: Path) -> None:
-    manifest = tmp_path / "task.yaml"
-    manifest.write_text(yaml.safe_dump({
-        "apiVersion": "stan.dev/v1alpha1", "kind": "StanTask", "metadata": {"name": "facaded"},
-        "spec": {"name": "Facaded", "action": "audit_workflows", "modelId": "model_abc123",
-                 "schedule": "0 3 * * *"}}))
-    ns = ("--namespace", private_namespace)
-    as_component(release, "api", *ns, "create", "-f", str(manifest))
-    as_component(release, "api", *ns, "patch", "stantask", "facaded", "--type=merge",
-                 "-p", '{"spec": {"schedule": "0 4 * * *"}}')
-    assert kubectl(*ns, "get", "stantask", "facaded", "-o", "jsonpath={.spec.schedule}").stdout == "0 4 * * *"
-    as_component(release, "api", *ns, "delete", "stantask", "facaded")
-    as_component(release, "api", "--namespace", release.namespace, "get", "secrets")
 
 
 @pytest.mark.parametrize("component, action, where", [

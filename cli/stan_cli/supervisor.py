@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from stan_controlplane import cluster, processes
+from stan_controlplane import build, cluster, processes
 from stan_operator import install
 
 
@@ -24,12 +25,13 @@ def _stan(*args: str) -> list[str]:
 
 
 def _banner(api_port: int, kubeconfig: str) -> str:
+    kubectl = shutil.which("kubectl") or str(build.binary_path("kubectl"))
     return "\n".join([
         "",
         "Stan is running. Ctrl-C stops it.",
         f"  API:        http://127.0.0.1:{api_port}/api/v1/stan  (docs: http://127.0.0.1:{api_port}/docs)",
         f"  kubeconfig: {kubeconfig}",
-        f"  kubectl:    KUBECONFIG={kubeconfig} kubectl get stantasks -A",
+        f"  kubectl:    KUBECONFIG={kubeconfig} {kubectl} get stantasks -A",
         f"  API key:    KUBECONFIG={kubeconfig} .venv/bin/stan apikey create --user you --scopes stan:execute",
         "",
     ])

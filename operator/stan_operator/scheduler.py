@@ -276,15 +276,20 @@ class Scheduler:
             task.next_tick = following
             self._push(task)
             if skip_reason:
-                await events.post(self._api, models.STAN_TASK, task.metadata, "Skipped",
-                                  f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True)
+                asyncio.create_task(events.post(
+                    self._api, models.STAN_TASK, task.metadata, "Skipped",
+                    f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True))
                 return
             if spec.concurrencyPolicy == models.ConcurrencyPolicy.REPLACE.value:
                 await self._replace_active(task)
-            await events.post(self._api, models.STAN_TASK, task.metadata, "Fired",
-                              f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
-                              f"({(now - tick).total_seconds():.3f}s after the tick).")
-            task.active[run.runId] = asyncio.create_task(self._execute(task, self._context(task, spec, run)))
+            fired = (f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
+                     f"({(now - tick).total_seconds():.3f}s after the tick).")
+            task.active[run.runId] = asyncio.create_task(self._start(task, self._context(task, spec, run), fired))
+
+    async def _start(self, task: Task, context: RunContext, fired: str) -> None:
+        """Announce the run, then run it: outside the claim slot, which the next due tick needs."""
+        await events.post(self._api, models.STAN_TASK, task.metadata, "Fired", fired)
+        await self._execute(task, context)
 
     async def _run_on_request(self, task: Task, request: str) -> None:
         """A run now, asked for through the annotation: recorded like a tick's, answered by lastRunRequest."""

@@ -1,0 +1,126 @@
+"""The REST facade under a steady load: latency and throughput with 1,000 tasks in one tenant.
+
+Reads are served from the watch-backed cache, so GET and list should cost the
+same whatever the API server is doing; creates go to the API server and wait
+for the operator's first status. One run starts its own control plane,
+operator and facade, creates the tasks through the API (measuring POST), then
+sends GET /tasks and GET /tasks/{id} at a fixed rate from this process, an
+open loop: requests leave on schedule whether or not earlier ones answered.
+
+    .venv/bin/python -m bench.facade [--tasks 1000] [--rate 200] [--seconds 20]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from stan_api import keystore
+from stan_controlplane import cluster, processes
+from stan_operator import install, kube
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TASK = {"name": "Bench", "action": "audit_workflows", "schedule": "0 9 * * *", "modelId": "model_bench"}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_ms": round(1000 * statistics.median(ordered), 2),
+            "p99_ms": round(1000 * ordered[max(0, int(len(ordered) * 0.99) - 1)], 2),
+            "max_ms": round(1000 * ordered[-1], 2), "count": len(ordered)}
+
+
+async def timed(http: httpx.AsyncClient, method: str, path: str, **kwargs: object) -> tuple[float, int]:
+    started = time.perf_counter()
+    answer = await http.request(method, path, **kwargs)
+    return time.perf_counter() - started, answer.status_code
+
+
+async def steady(http: httpx.AsyncClient, paths: list[str], headers: dict[str, str], rate: float,
+                 seconds: float) -> dict:
+    """Send ``rate`` requests a second for ``seconds`` on a fixed schedule; gather latencies and statuses."""
+    pending = []
+    start = time.perf_counter()
+    for index in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
+        pending.append(asyncio.create_task(timed(http, "GET", random.choice(paths), headers=headers)))
+    answers = await asyncio.gather(*pending)
+    elapsed = time.perf_counter() - start
+    errors = sum(1 for _, code in answers if code != 200)
+    return {**percentiles([latency for latency, _ in answers]), "errors": errors,
+            "throughput_per_s": round(len(answers) / elapsed, 1), "target_rate_per_s": rate}
+
+
+async def run(args: argparse.Namespace) -> dict:
+    plane = cluster.start(ROOT / ".stan" / "bench-facade", fresh=True)
+    os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+    await install.apply_crds_to_current_cluster(ROOT / "crds")
+    logs = plane.state_dir / "logs"
+    port = processes.free_port()
+    with (logs / "operator.log").open("ab") as operator_log, (logs / "facade.log").open("ab") as facade_log:
+        operator = processes.spawn([sys.executable, "-m", "stan_cli", "operator", "--no-webhook", "--liveness",
+                                    f"http://127.0.0.1:{processes.free_port()}/healthz"], output=operator_log)
+        facade = processes.spawn([sys.executable, "-m", "stan_cli", "api", "--port", str(port)], output=facade_log)
+    try:
+        api = await kube.api_client()
+        async with api:
+            key, principal = await keystore.issue(api, "bench", ["stan:execute"], None)
+        headers = {"X-API-Key": key}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                     limits=httpx.Limits(max_connections=200)) as http:
+            while True:
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+            print(f"==> creating {args.tasks} tasks through the API, 8 at a time", flush=True)
+            gate = asyncio.Semaphore(8)
+
+            async def create() -> tuple[float, int]:
+                async with gate:
+                    return await timed(http, "POST", "/api/v1/stan/tasks", json=TASK, headers=headers)
+
+            created = await asyncio.gather(*(create() for _ in range(args.tasks)))
+            listed = (await http.get("/api/v1/stan/tasks", headers=headers)).json()
+            ids = [f"/api/v1/stan/tasks/{task['id']}" for task in listed]
+            print(f"==> {len(ids)} tasks; GET /tasks and GET /tasks/{{id}} at {args.rate}/s for {args.seconds}s each",
+                  flush=True)
+            result = {
+                "tasks": len(ids), "tenant": principal.namespace,
+                "post_tasks": {**percentiles([latency for latency, _ in created]),
+                               "errors": sum(1 for _, code in created if code != 201)},
+                "get_task": await steady(http, ids, headers, args.rate, args.seconds),
+                "list_tasks": await steady(http, ["/api/v1/stan/tasks"], headers, args.rate, args.seconds),
+            }
+    finally:
+        processes.stop(facade)
+        processes.stop(operator)
+        plane.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"facade-N{args.tasks}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
