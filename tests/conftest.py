@@ -75,6 +75,15 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           check=check, env=os.environ)
 
 
+def kubectl_apply_refused(directory: Path, manifest: str) -> str:
+    """Apply ``manifest`` as a user would, expect a refusal, and return what kubectl said."""
+    path = directory / "manifest.yaml"
+    path.write_text(manifest)
+    result = kubectl("apply", "-f", str(path), check=False)
+    assert result.returncode != 0, f"kubectl apply was not refused: {result.stdout}"
+    return result.stderr
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[cluster.ControlPlane | None]:
     os.environ["STAN_NAMESPACE"] = STAN_NAMESPACE
@@ -263,6 +272,16 @@ async def new_tenant(api: client.ApiClient, namespace: str, scopes: tuple[str, .
 @pytest.fixture
 async def tenant(api: client.ApiClient, namespace: str, facade: FacadeProcess) -> Tenant:
     return await new_tenant(api, namespace)
+
+
+@pytest.fixture
+async def other_tenant(api: client.ApiClient, namespace: str, facade: FacadeProcess) -> AsyncIterator[Tenant]:
+    """A second user, with a tenant namespace of its own."""
+    other_namespace = f"{namespace}-b"
+    await client.CoreV1Api(api).create_namespace(client.V1Namespace(
+        metadata=client.V1ObjectMeta(name=other_namespace)))
+    yield await new_tenant(api, other_namespace)
+    await client.CoreV1Api(api).delete_namespace(other_namespace)
 
 
 @pytest.fixture

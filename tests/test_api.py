@@ -114,24 +114,16 @@ async def test_kubectl_and_the_api_see_the_same_tasks(http: httpx.AsyncClient, t
     assert f"stantask.stan.dev/{ids.object_name(created['id'])}" in names
 
 
-async def test_tenants_see_only_their_own_tasks(http: httpx.AsyncClient, tenant: Tenant, api: client.ApiClient,
-                                                namespace: str) -> None:
-    other_namespace = f"{namespace}-b"
-    await client.CoreV1Api(api).create_namespace(client.V1Namespace(
-        metadata=client.V1ObjectMeta(name=other_namespace)))
-    try:
-        other = await new_tenant(api, other_namespace)
-        mine = (await http.post("/api/v1/stan/tasks", json=TASK, headers=tenant.headers)).json()
-        assert (await http.get("/api/v1/stan/tasks", headers=other.headers)).json() == []
-        for method, path in [("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/resume"),
-                             ("GET", "/runs")]:
-            answer = await http.request(method, f"/api/v1/stan/tasks/{mine['id']}{path}", headers=other.headers,
-                                        json={"name": "hijack"} if method == "PUT" else None)
-            assert answer.status_code == 404, (method, path, answer.text)
-        assert (await http.get(f"/api/v1/stan/tasks/{mine['id']}", headers=tenant.headers)).json()["name"] == \
-            TASK["name"]
-    finally:
-        await client.CoreV1Api(api).delete_namespace(other_namespace)
+async def test_tenants_see_only_their_own_tasks(http: httpx.AsyncClient, tenant: Tenant,
+                                                other_tenant: Tenant) -> None:
+    mine = (await http.post("/api/v1/stan/tasks", json=TASK, headers=tenant.headers)).json()
+    assert (await http.get("/api/v1/stan/tasks", headers=other_tenant.headers)).json() == []
+    for method, path in [("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/resume"),
+                         ("GET", "/runs"), ("POST", "/run")]:
+        answer = await http.request(method, f"/api/v1/stan/tasks/{mine['id']}{path}", headers=other_tenant.headers,
+                                    json={"name": "hijack"} if method == "PUT" else None)
+        assert answer.status_code == 404, (method, path, answer.text)
+    assert (await http.get(f"/api/v1/stan/tasks/{mine['id']}", headers=tenant.headers)).json()["name"] == TASK["name"]
 
 
 async def test_authentication_and_scope(http: httpx.AsyncClient, tenant: Tenant, api: client.ApiClient,

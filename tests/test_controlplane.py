@@ -10,7 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_operator import kube, models
 
-from .conftest import kubectl
+from .conftest import kubectl, kubectl_apply_refused
 
 
 async def test_api_server_answers_readyz(api: client.ApiClient) -> None:
@@ -53,17 +53,11 @@ async def test_custom_object_round_trips_through_the_api_server(api: client.ApiC
 
 
 async def test_schema_refuses_what_it_can_express(private_namespace: str, tmp_path) -> None:
-    manifest = tmp_path / "bad.yaml"
-    manifest.write_text(f"""
-apiVersion: {models.API_VERSION}
-kind: StanHeartbeat
-metadata: {{name: default, namespace: {private_namespace}}}
-spec: {{intervalMinutes: 4}}
-""")
-    result = kubectl("apply", "-f", str(manifest), check=False)
-    assert result.returncode != 0
+    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
+                                              f"metadata: {{name: default, namespace: {private_namespace}}}\n"
+                                              "spec: {intervalMinutes: 4}\n")
     assert "spec.intervalMinutes: Invalid value: 4: spec.intervalMinutes in body should be greater than or " \
-           "equal to 5" in result.stderr
+           "equal to 5" in refusal
 
 
 async def test_rbac_refuses_a_service_account_without_a_role(api: client.ApiClient, private_namespace: str) -> None:

@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from stan_operator import models
 
 from . import heartbeats, tasks
-from .conftest import OPERATOR_CONFIG, OperatorProcess, eventually, kubectl
+from .conftest import OPERATOR_CONFIG, OperatorProcess, eventually, kubectl_apply_refused
 
 OK, WARN, ERROR = models.CheckStatus.OK, models.CheckStatus.WARN, models.CheckStatus.ERROR
 
@@ -280,12 +280,9 @@ async def test_a_change_of_health_is_an_event(api: client.ApiClient, namespace: 
 
 
 async def test_kubectl_apply_of_an_unknown_check_is_refused(namespace: str, tmp_path) -> None:
-    manifest = tmp_path / "heartbeat.yaml"
-    manifest.write_text(f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
-                        f"metadata: {{name: default, namespace: {namespace}}}\n"
-                        "spec: {checks: [workflows, vibes]}\n")
-    result = kubectl("apply", "-f", str(manifest), check=False)
-    assert result.returncode != 0
+    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
+                                              f"metadata: {{name: default, namespace: {namespace}}}\n"
+                                              "spec: {checks: [workflows, vibes]}\n")
     assert ('admission webhook "stanheartbeat.stan.dev" denied the request: invalid StanHeartbeat: checks: '
             "unknown check 'vibes'; available: workflows, deployments, credits, models, explodes, greets, hangs"
-            ) in result.stderr
+            ) in refusal

@@ -10,7 +10,7 @@ from kubernetes_asyncio import client
 from stan_operator import cron, models
 
 from . import tasks
-from .conftest import eventually, kubectl
+from .conftest import eventually, kubectl, kubectl_apply_refused
 
 UTC = datetime.timezone.utc
 EVERY_2S = "*/2 * * * * *"
@@ -125,21 +125,16 @@ async def test_a_schedule_change_recomputes_next_run_at_once(api: client.ApiClie
 async def test_kubectl_apply_of_an_invalid_task_is_refused(namespace: str, tmp_path, spec: dict,
                                                             message: str) -> None:
     fields = {"name": "Nightly", "action": "audit_workflows", "schedule": "0 9 * * *", "modelId": "m", **spec}
-    manifest = tmp_path / "task.yaml"
-    manifest.write_text(f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
-                        f"metadata: {{name: invalid, namespace: {namespace}}}\nspec:\n"
-                        + "".join(f"  {key}: {value!r}\n" for key, value in fields.items()))
-    result = kubectl("apply", "-f", str(manifest), check=False)
-    assert result.returncode != 0
-    assert 'admission webhook "stantask.stan.dev" denied the request: invalid StanTask: ' in result.stderr
-    assert message in result.stderr
+    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
+                                              f"metadata: {{name: invalid, namespace: {namespace}}}\nspec:\n"
+                                              + "".join(f"  {key}: {value!r}\n" for key, value in fields.items()))
+    assert 'admission webhook "stantask.stan.dev" denied the request: invalid StanTask: ' in refusal
+    assert message in refusal
 
 
 async def test_an_empty_name_is_refused_by_the_schema(namespace: str, tmp_path) -> None:
-    manifest = tmp_path / "task.yaml"
-    manifest.write_text(f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
-                        f"metadata: {{name: unnamed, namespace: {namespace}}}\n"
-                        "spec: {name: '', action: audit_workflows, schedule: '0 9 * * *', modelId: m}\n")
-    result = kubectl("apply", "-f", str(manifest), check=False)
-    assert result.returncode != 0
-    assert "spec.name: Invalid value: \"\": spec.name in body should be at least 1 chars long" in result.stderr
+    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
+                                              f"metadata: {{name: unnamed, namespace: {namespace}}}\n"
+                                              "spec: {name: '', action: audit_workflows, schedule: '0 9 * * *', "
+                                              "modelId: m}\n")
+    assert "spec.name: Invalid value: \"\": spec.name in body should be at least 1 chars long" in refusal
