@@ -31,7 +31,6 @@ def create_app() -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.facade = await Facade.start()
-        app.state.keys = app.state.facade.keys
         yield
         await app.state.facade.stop()
 

@@ -44,7 +44,7 @@ class KeyIndex:
 
 
 def tenant(request: Request, presented: Annotated[str | None, Security(api_key_header)]) -> keys.Principal:
-    principal = request.app.state.keys.authenticate(presented)
+    principal = request.app.state.facade.keys.authenticate(presented)
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown API key",
                             headers={"WWW-Authenticate": "X-API-Key"})

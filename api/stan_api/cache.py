@@ -45,6 +45,7 @@ class ObjectCache:
         self._list_call = list_call
         self._list_arguments = list_arguments
         self._objects: dict[Key, dict] = {}
+        self._by_namespace: dict[str, dict[str, dict]] = {}
         self._changed = asyncio.Condition()
         self.synced = asyncio.Event()
         self._broken_since: float | None = None
@@ -56,10 +57,7 @@ class ObjectCache:
         return self._objects.get((namespace, name))
 
     def in_namespace(self, namespace: str) -> list[dict]:
-        return [body for (ns, _), body in self._objects.items() if ns == namespace]
-
-    def values(self) -> list[dict]:
-        return list(self._objects.values())
+        return list(self._by_namespace.get(namespace, {}).values())
 
     @property
     def available(self) -> bool:
@@ -93,10 +91,15 @@ class ObjectCache:
         if current is not None and _version(current) >= _version(body):
             return
         self._objects[key] = body
+        self._by_namespace.setdefault(key[0], {})[key[1]] = body
         await self._notify(body, key)
 
     async def _delete(self, key: Key) -> None:
         if self._objects.pop(key, None) is not None:
+            namespace = self._by_namespace[key[0]]
+            del namespace[key[1]]
+            if not namespace:
+                del self._by_namespace[key[0]]
             await self._notify(None, key)
 
     async def _notify(self, body: dict | None, key: Key) -> None:

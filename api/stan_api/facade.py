@@ -60,7 +60,7 @@ def translate(error: ApiException) -> Exception:
     if error.status == 404:
         return NotFound()
     if error.status in (400, 422):
-        return Invalid([validation.FieldError("body", _message(error))])
+        return Invalid([validation.FieldError("spec", _message(error))])
     return Unavailable(f"the cluster answered {error.status} {error.reason}")
 
 
