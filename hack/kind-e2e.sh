@@ -66,8 +66,9 @@ helm install "$RELEASE" "$ROOT/charts/stan" --namespace "$NAMESPACE" --create-na
     --set fullnameOverride="$RELEASE" --wait --timeout 5m
 helm test "$RELEASE" --namespace "$NAMESPACE" --timeout 2m
 
-log "creating an API key"
-KEY=$(kubectl -n "$NAMESPACE" exec "deploy/$RELEASE-api" -- stan apikey create "${APIKEY_ARGS[@]}" | tail -n 1)
+log "creating an API key (with the kind cluster's admin credentials, as an operator of Stan would)"
+make -C "$ROOT" install >/dev/null
+KEY=$(STAN_NAMESPACE="$NAMESPACE" "$ROOT/.venv/bin/stan" apikey create "${APIKEY_ARGS[@]}" | tail -n 1)
 [[ -n $KEY ]] || fail "stan apikey create printed no key"
 
 log "port-forwarding the API"
