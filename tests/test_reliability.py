@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -81,13 +82,15 @@ async def test_nasty_payloads_get_4xx_and_change_nothing(http: httpx.AsyncClient
 
 @pytest.mark.slow
 async def test_schemathesis_finds_no_server_error(http: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant,
-                                                  facade: FacadeProcess) -> None:
+                                                  facade: FacadeProcess, tmp_path: Path) -> None:
     kept = (await http.post("/api/v1/stan/tasks", json=TASK, headers=other_tenant.headers)).json()
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{facade.url}/openapi.json",
                "--header", f"X-API-Key: {tenant.key}", "--max-examples", "15", "--request-timeout", "40",
                "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                            "response_schema_conformance", "--generation-deterministic"]
-    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=900)
+    # Its working files (a crash cache) stay out of the work tree.
+    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=900,
+                                     cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     print("schemathesis:", next(line for line in result.stdout.splitlines() if "generated" in line).strip())
     after = (await http.get(f"/api/v1/stan/tasks/{kept['id']}", headers=other_tenant.headers)).json()
