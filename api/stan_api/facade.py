@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 import aiohttp
@@ -27,9 +27,17 @@ WRITE_WAIT_SECONDS = 5.0
 UPDATE_ATTEMPTS = 25
 
 
-async def retry_pause(attempt: int) -> None:
-    """A short, jittered wait before retrying after a resourceVersion conflict."""
-    await asyncio.sleep(random.uniform(0, 0.01 * min(attempt, 10)))
+async def retrying_conflicts(what: str, attempt: Callable[[], Awaitable[dict]]) -> dict:
+    """``attempt()`` (read, check, write with the read resourceVersion) until it stores without a
+    conflict, pausing a short jittered while between tries; Conflict if it never does."""
+    for tries in range(UPDATE_ATTEMPTS):
+        await asyncio.sleep(random.uniform(0, 0.01 * min(tries, 10)))
+        try:
+            return await attempt()
+        except ApiException as error:
+            if error.status != 409:
+                raise
+    raise Conflict(f"the {what} kept changing during {UPDATE_ATTEMPTS} attempts to update it; try again")
 OPERATOR_ANSWER_SECONDS = 30.0
 
 

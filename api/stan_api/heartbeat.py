@@ -12,7 +12,7 @@ import uuid
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import schemas
-from stan_api.facade import UPDATE_ATTEMPTS, Conflict, Facade, Invalid, TimedOut, retry_pause, talking_to_cluster
+from stan_api.facade import Facade, Invalid, TimedOut, retrying_conflicts, talking_to_cluster
 from stan_operator import kube, models, validation
 from stan_operator.checks import registry
 
@@ -37,40 +37,33 @@ def get_heartbeat(facade: Facade, namespace: str) -> schemas.Heartbeat:
 async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations: dict[str, str]) -> dict:
     """Create the tenant's StanHeartbeat (from the defaults) or patch it, under a resourceVersion precondition."""
     objects = kube.custom_objects(facade.api)
-    with talking_to_cluster():
-        for attempt in range(UPDATE_ATTEMPTS):
-            await retry_pause(attempt)
-            try:
-                current = await objects.get_namespaced_custom_object(
-                    models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                current = None
-            merged = {**_spec(facade, current).model_dump(mode="json"), **spec_changes}
-            _, errors = validation.heartbeat_spec(merged)
-            if errors:
-                raise Invalid(errors)
-            try:
-                if current is None:
-                    stored = await objects.create_namespaced_custom_object(
-                        models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural,
-                        {"apiVersion": models.API_VERSION, "kind": models.STAN_HEARTBEAT.kind,
-                         "metadata": {"name": models.HEARTBEAT_NAME, "annotations": annotations}, "spec": merged})
-                else:
-                    stored = await objects.patch_namespaced_custom_object(
-                        models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural,
-                        models.HEARTBEAT_NAME,
-                        {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
-                                      "annotations": annotations}, "spec": spec_changes},
-                        _content_type=kube.MERGE_PATCH)
-            except ApiException as error:
-                if error.status == 409:
-                    continue
+
+    async def attempt() -> dict:
+        try:
+            current = await objects.get_namespaced_custom_object(
+                models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME)
+        except ApiException as error:
+            if error.status != 404:
                 raise
-            await facade.heartbeats.remember(stored)
-            return stored
-    raise Conflict(f"the heartbeat kept changing during {UPDATE_ATTEMPTS} attempts to update it; try again")
+            current = None
+        merged = {**_spec(facade, current).model_dump(mode="json"), **spec_changes}
+        _, errors = validation.heartbeat_spec(merged)
+        if errors:
+            raise Invalid(errors)
+        if current is None:
+            return await objects.create_namespaced_custom_object(
+                models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural,
+                {"apiVersion": models.API_VERSION, "kind": models.STAN_HEARTBEAT.kind,
+                 "metadata": {"name": models.HEARTBEAT_NAME, "annotations": annotations}, "spec": merged})
+        return await objects.patch_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME,
+            {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": annotations},
+             "spec": spec_changes}, _content_type=kube.MERGE_PATCH)
+
+    with talking_to_cluster():
+        stored = await retrying_conflicts("heartbeat", attempt)
+    await facade.heartbeats.remember(stored)
+    return stored
 
 
 async def update_heartbeat(facade: Facade, namespace: str, request: schemas.HeartbeatUpdate) -> schemas.Heartbeat:

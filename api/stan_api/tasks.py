@@ -11,14 +11,10 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from stan_api import schemas
-from stan_api.facade import (UPDATE_ATTEMPTS, Conflict, Facade, Invalid, NotFound, TimedOut, retry_pause,
-                             talking_to_cluster)
+from stan_api.facade import Facade, Invalid, NotFound, TimedOut, retrying_conflicts, talking_to_cluster
 from stan_operator import cron, ids, kube, models, validation
 from stan_operator.actions import registry
-
 
 
 def _task_status(body: dict) -> models.StanTaskStatus:
@@ -119,25 +115,20 @@ async def update_task(facade: Facade, namespace: str, task_id: str, changes: dic
     """Apply ``changes`` to the spec; used by PUT, pause and resume alike."""
     name = _body(facade, namespace, task_id)["metadata"]["name"]
     objects = kube.custom_objects(facade.api)
+
+    async def attempt() -> dict:
+        current = await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
+                                                             models.STAN_TASK.plural, name)
+        _validated(facade, {**current["spec"], **changes})
+        patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": changes}
+        return await objects.patch_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
+                                                            models.STAN_TASK.plural, name, patch,
+                                                            _content_type=kube.MERGE_PATCH)
+
     with talking_to_cluster():
-        for attempt in range(UPDATE_ATTEMPTS):
-            await retry_pause(attempt)
-            current = await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
-                                                                 models.STAN_TASK.plural, name)
-            _validated(facade, {**current["spec"], **changes})
-            patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": changes}
-            try:
-                stored = await objects.patch_namespaced_custom_object(
-                    models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name, patch,
-                    _content_type=kube.MERGE_PATCH)
-            except ApiException as error:
-                if error.status == 409:
-                    continue
-                raise
-            await facade.tasks.remember(stored)
-            await _observed(facade, stored)
-            return
-    raise Conflict(f"the task kept changing during {UPDATE_ATTEMPTS} attempts to update it; try again")
+        stored = await retrying_conflicts("task", attempt)
+    await facade.tasks.remember(stored)
+    await _observed(facade, stored)
 
 
 async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTriggered:
