@@ -5,6 +5,8 @@ from kubernetes_asyncio import client
 
 from stan_operator import kube, models
 
+from .conftest import eventually
+
 
 async def create(api: client.ApiClient, namespace: str, name: str, **spec: object) -> dict:
     body = {"apiVersion": models.API_VERSION, "kind": "StanTask", "metadata": {"name": name},
@@ -37,6 +39,16 @@ async def event_reasons(api: client.ApiClient, namespace: str, name: str) -> lis
     listing = await client.CoreV1Api(api).list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name}")
     return [event.reason for event in listing.items]
+
+
+async def events_posted(api: client.ApiClient, namespace: str, name: str, *reasons: str) -> list[str]:
+    """The object's event reasons once all of ``reasons`` are among them: the operator posts an
+    Event after the status write that a test sees first."""
+    async def posted() -> list[str] | None:
+        found = await event_reasons(api, namespace, name)
+        return found if set(reasons) <= set(found) else None
+
+    return await eventually(posted, timeout=15)
 
 
 def finished(runs: list[models.Run]) -> list[models.Run]:

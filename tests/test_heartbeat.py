@@ -275,7 +275,7 @@ async def test_a_change_of_health_is_an_event(api: client.ApiClient, namespace: 
     assert (await run_now(api, namespace)).healthy is False
     await heartbeats.patch(api, namespace, {"spec": {"checks": ["greets"]}})
     assert (await run_now(api, namespace)).healthy is True
-    reasons = await tasks.event_reasons(api, namespace, models.HEARTBEAT_NAME)
+    reasons = await tasks.events_posted(api, namespace, models.HEARTBEAT_NAME, "Unhealthy", "Healthy")
     assert reasons.count("Unhealthy") == 1 and reasons.count("Healthy") == 1
 
 

@@ -84,7 +84,7 @@ async def test_a_job_backed_tick_creates_an_owned_job_and_follows_it(api: client
     failed = await eventually(lambda: run_result(run.runId), timeout=15)
     assert failed.result == models.RunResult.FAILED
     assert failed.message == f"Job {job.metadata.name} failed: Job has reached the specified backoff limit"
-    assert "Failed" in await tasks.event_reasons(api, namespace, "reporter")
+    await tasks.events_posted(api, namespace, "reporter", "Failed")
 
     async def second_job() -> list[client.V1Job]:
         return [j for j in await _jobs(api, namespace, uid) if j.metadata.name != job.metadata.name]

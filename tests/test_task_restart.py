@@ -89,7 +89,7 @@ async def test_a_tick_missed_past_its_deadline_is_recorded_as_skipped(
     assert status.nextRunAt is not None and status.nextRunAt > restarted_at, "it goes on from now"
     ticks = [r.scheduledAt for r in status.recentRuns]
     assert len(ticks) == len(set(ticks))
-    assert "Skipped" in await tasks.event_reasons(api, private_namespace, "survivor")
+    await tasks.events_posted(api, private_namespace, "survivor", "Skipped")
 
 
 async def test_an_object_that_got_past_the_webhook_is_marked_not_ready(
@@ -108,4 +108,4 @@ async def test_an_object_that_got_past_the_webhook_is_marked_not_ready(
     assert condition.message.startswith("schedule: invalid cron expression '*/10 * * * * *': expected 5 fields")
     status = await tasks.status(api, private_namespace, "admitted")
     assert status.nextRunAt is None and status.recentRuns == []
-    assert "InvalidSpec" in await tasks.event_reasons(api, private_namespace, "admitted")
+    await tasks.events_posted(api, private_namespace, "admitted", "InvalidSpec")

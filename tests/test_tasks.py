@@ -53,7 +53,7 @@ async def test_a_task_fires_every_tick_exactly_once(api: client.ApiClient, names
         assert "tasks audited" in run.message or "All workflows healthy" in run.message
     assert status.lastRunAt is not None and status.lastRunAt >= max(ticks)
     assert status.nextRunAt is not None and status.nextRunAt > status.lastScheduledAt
-    assert {"Fired", "Succeeded"} <= set(await tasks.event_reasons(api, namespace, "often"))
+    await tasks.events_posted(api, namespace, "often", "Fired", "Succeeded")
 
 
 async def _runs_at_least(api: client.ApiClient, namespace: str, name: str,
@@ -92,7 +92,7 @@ async def test_pause_stops_firing_and_resume_does_not_backfill(api: client.ApiCl
     in_pause = [run.scheduledAt for run in later.recentRuns
                 if paused_at + datetime.timedelta(seconds=1) < run.scheduledAt < resumed_at - datetime.timedelta(seconds=1)]
     assert in_pause == [], "the paused window is not backfilled"
-    assert {"Paused", "Resumed"} <= set(await tasks.event_reasons(api, namespace, "pausable"))
+    await tasks.events_posted(api, namespace, "pausable", "Paused", "Resumed")
 
 
 async def _in_state(api: client.ApiClient, namespace: str, name: str, state: str) -> models.StanTaskStatus | None:

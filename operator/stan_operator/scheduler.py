@@ -106,10 +106,14 @@ class Scheduler:
             async with known.lock:
                 await self._reconcile(known, body, first_sight=True)
         request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
-        standby = self._leading is not None and not self._leading.is_set()
-        if request and request not in (known.status.lastRunRequest, known.requested) and not standby:
+        if request and request not in (known.status.lastRunRequest, known.requested) and not self._standby:
             known.requested = request
             asyncio.create_task(self._run_on_request(known, request))
+
+    @property
+    def _standby(self) -> bool:
+        """A replica that does not hold the Lease keeps its view current but writes nothing."""
+        return self._leading is not None and not self._leading.is_set()
 
     def _follow_claims(self, task: Task, observed: dict) -> None:
         """Adopt ticks that another replica claimed, so that a standby's heap stays current.
@@ -144,7 +148,7 @@ class Scheduler:
             await self._write(task, {"nextRunAt": None, "observedGeneration": task.generation,
                                      "conditions": status.ready(task.status.conditions, False, "InvalidSpec", message,
                                                                task.generation)})
-            await events.post(self._api, models.STAN_TASK, task.metadata, "InvalidSpec", message, warning=True)
+            await self._announce(task, "InvalidSpec", message, warning=True)
             return
         now = self._clock()
         if spec.paused:
@@ -153,7 +157,7 @@ class Scheduler:
                                      "conditions": status.ready(task.status.conditions, True, "Paused",
                                                                "The task is paused.", task.generation)})
             if was != "paused":
-                await events.post(self._api, models.STAN_TASK, task.metadata, "Paused", "The task is paused.")
+                await self._announce(task, "Paused", "The task is paused.")
             return
         patch: dict = {"status": "active", "observedGeneration": task.generation}
         baseline = task.status.lastScheduledAt
@@ -164,15 +168,14 @@ class Scheduler:
             baseline = task.created
             patch["lastScheduledAt"] = models.format_timestamp(baseline)
         task.next_tick = self._first_tick(spec, baseline, now) if first_sight else self._next(spec, max(now, baseline))
-        if first_sight and (self._leading is None or self._leading.is_set()):
+        if first_sight and not self._standby:
             await self._recover(task)
         patch["nextRunAt"] = models.format_timestamp(task.next_tick)
         patch["conditions"] = status.ready(task.status.conditions, True, "Scheduled",
                                            "The task fires on its schedule.", task.generation)
         await self._write(task, patch)
         if was == "paused":
-            await events.post(self._api, models.STAN_TASK, task.metadata, "Resumed",
-                              f"The task is resumed; next run at {patch['nextRunAt']}.")
+            await self._announce(task, "Resumed", f"The task is resumed; next run at {patch['nextRunAt']}.")
         self._push(task)
 
     def _next(self, spec: models.StanTaskSpec, after: datetime.datetime) -> datetime.datetime:
@@ -402,7 +405,13 @@ class Scheduler:
         await events.post(self._api, models.STAN_TASK, task.metadata, "Succeeded" if succeeded else "Failed",
                           f"Run {run_id}: {outcome.message}", warning=not succeeded)
 
+    async def _announce(self, task: Task, reason: str, message: str, *, warning: bool = False) -> None:
+        if not self._standby:
+            await events.post(self._api, models.STAN_TASK, task.metadata, reason, message, warning=warning)
+
     async def _write(self, task: Task, patch: dict) -> None:
+        if self._standby:
+            return
         stored = await status.write(self._api, models.STAN_TASK, task.namespace, task.name, task.status, patch)
         if stored is None:
             self.forget(task.namespace, task.name)
