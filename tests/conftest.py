@@ -263,15 +263,26 @@ class Tenant:
         return {"X-API-Key": self.key}
 
 
-async def new_tenant(api: client.ApiClient, namespace: str, scopes: tuple[str, ...] = (keys.EXECUTE_SCOPE,)) -> Tenant:
+async def new_tenant(api: client.ApiClient, namespace: str,
+                     scopes: tuple[str, ...] = (keys.EXECUTE_SCOPE,)) -> Tenant:
     """A user whose key's tenant is ``namespace``, issued as `stan apikey create` does."""
     key, principal = await keystore.issue(api, f"user-{uuid.uuid4().hex[:6]}", list(scopes), namespace)
     return Tenant(namespace=namespace, key=key, key_id=principal.key_id)
 
 
+async def known_to(facade: FacadeProcess, tenant: Tenant) -> Tenant:
+    """The tenant once the facade's key cache has its key (a watch event after the Secret is written)."""
+    async def accepted() -> bool:
+        async with httpx.AsyncClient(base_url=facade.url, timeout=10) as session:
+            return (await session.get("/api/v1/stan/heartbeat", headers=tenant.headers)).status_code != 401
+
+    await eventually(accepted, timeout=15, interval=0.05)
+    return tenant
+
+
 @pytest.fixture
 async def tenant(api: client.ApiClient, namespace: str, facade: FacadeProcess) -> Tenant:
-    return await new_tenant(api, namespace)
+    return await known_to(facade, await new_tenant(api, namespace))
 
 
 @pytest.fixture
@@ -280,7 +291,7 @@ async def other_tenant(api: client.ApiClient, namespace: str, facade: FacadeProc
     other_namespace = f"{namespace}-b"
     await client.CoreV1Api(api).create_namespace(client.V1Namespace(
         metadata=client.V1ObjectMeta(name=other_namespace)))
-    yield await new_tenant(api, other_namespace)
+    yield await known_to(facade, await new_tenant(api, other_namespace))
     await client.CoreV1Api(api).delete_namespace(other_namespace)
 
 
