@@ -7,7 +7,6 @@ and ports that became busy are picked anew.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shutil
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -237,12 +235,3 @@ def start(state_dir: Path, *, fresh: bool = False, out=sys.stderr) -> ControlPla
     print(f"==> control plane ready at {plane.server} in {time.monotonic() - started:.1f}s "
           f"(kubeconfig {plane.kubeconfig})", file=out, flush=True)
     return plane
-
-
-@contextlib.contextmanager
-def running(state_dir: Path, *, fresh: bool = False) -> Iterator[ControlPlane]:
-    plane = start(state_dir, fresh=fresh)
-    try:
-        yield plane
-    finally:
-        plane.stop()

@@ -68,10 +68,14 @@ class Heartbeats:
         if known.generation != metadata.get("generation", 0):
             await self._reconfigure(known, body)
         request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
-        standby = self._leading is not None and not self._leading.is_set()
-        if request and request not in (known.status.runRequest, known.requested) and known.spec and not standby:
+        if request and request not in (known.status.runRequest, known.requested) and known.spec and not self._standby:
             known.requested = request
             asyncio.create_task(self._run(known, request))
+
+    @property
+    def _standby(self) -> bool:
+        """A replica that does not hold the Lease runs no checks and writes nothing."""
+        return self._leading is not None and not self._leading.is_set()
 
     def forget(self, namespace: str) -> None:
         heartbeat = self._heartbeats.pop(namespace, None)
@@ -90,8 +94,9 @@ class Heartbeats:
             await self._write(heartbeat, {"nextRunAt": None, "observedGeneration": heartbeat.generation,
                                           "conditions": status.ready(heartbeat.status.conditions, False,
                                                                      "InvalidSpec", message, heartbeat.generation)})
-            await events.post(self._api, models.STAN_HEARTBEAT, heartbeat.metadata, "InvalidSpec", message,
-                              warning=True)
+            if not self._standby:
+                await events.post(self._api, models.STAN_HEARTBEAT, heartbeat.metadata, "InvalidSpec", message,
+                                  warning=True)
             return
         reason, message = ("Enabled", "The heartbeat runs on its interval.") if spec.enabled else (
             "Disabled", "The heartbeat runs only on demand.")
@@ -149,6 +154,8 @@ class Heartbeats:
                               "All checks are ok." if healthy else summary, warning=not healthy)
 
     async def _write(self, heartbeat: Heartbeat, patch: dict) -> None:
+        if self._standby:
+            return
         stored = await status.write(self._api, models.STAN_HEARTBEAT, heartbeat.namespace, heartbeat.name,
                                     heartbeat.status, patch)
         if stored is None:

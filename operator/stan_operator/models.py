@@ -89,7 +89,6 @@ class Run(Model):
     finishedAt: Timestamp | None = None
     result: RunResult
     message: str = ""
-    jobName: str | None = Field(default=None, description="The Job of a Job-backed action.")
 
 
 class StanTaskStatus(Model):
