@@ -136,7 +136,7 @@ class ObjectCache:
             log.warning("%s: lost the API server (%s: %s); retrying", self.name, type(error).__name__, error)
 
     async def _relist(self) -> str:
-        body = await kube.list_raw(self._list_call, **self._list_arguments)
+        body = await kube.raw(self._list_call, **self._list_arguments)
         fresh = {key_of(item): item for item in body["items"]}
         for key in set(self._objects) - set(fresh):
             await self._delete(key)

@@ -48,7 +48,7 @@ async def issue(api: client.ApiClient, user: str, scopes: list[str],
 
 
 async def list_keys(api: client.ApiClient) -> list[keys.Principal]:
-    listing = await kube.list_raw(client.CoreV1Api(api).list_namespaced_secret, namespace=config.own_namespace(),
+    listing = await kube.raw(client.CoreV1Api(api).list_namespaced_secret, namespace=config.own_namespace(),
                                   label_selector=f"{keys.LABEL}=true")
     found = [keys.parse_secret(item) for item in listing["items"]]
     return sorted((stored.principal for stored in found if stored), key=lambda p: p.created_at)

@@ -4,6 +4,7 @@ from the service account inside one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -11,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
+import aiohttp.helpers
+import yarl
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -28,23 +31,41 @@ JSON_PATCH = "application/json-patch+json"
 async def api_client() -> client.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
         config.load_incluster_config()
-        return client.ApiClient()
+        return _without_environment_lookups(client.ApiClient())
     configuration = client.Configuration()
     # Read KUBECONFIG now: kubernetes_asyncio's default is fixed when it is imported.
     await config.load_kube_config(config_file=os.environ.get("KUBECONFIG", "~/.kube/config"),
                                   client_configuration=configuration)
-    return client.ApiClient(configuration)
+    return _without_environment_lookups(client.ApiClient(configuration))
+
+
+def _without_environment_lookups(api: client.ApiClient) -> client.ApiClient:
+    """Look up the environment's proxy for the API server once, not on every request.
+
+    kubernetes_asyncio's session trusts the environment, and aiohttp then reads
+    ``~/.netrc`` and the proxy variables on a worker thread for every request:
+    a third of the operator's CPU when thousands of runs share a tick. The
+    proxy (``HTTPS_PROXY``, ``NO_PROXY``) is still honoured, decided here once.
+    """
+    rest = api.rest_client
+    if rest.proxy is None:
+        with contextlib.suppress(LookupError):
+            proxy, auth = aiohttp.helpers.get_env_proxy_for_url(yarl.URL(api.configuration.host))
+            rest.proxy = str(proxy.with_user(auth.login).with_password(auth.password) if auth else proxy)
+    rest.pool_manager._trust_env = False  # no public setter; tests/test_kube.py notices if this stops working
+    return api
 
 
 def custom_objects(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-async def list_raw(call: Callable[..., Awaitable[Any]], **arguments: Any) -> dict:
-    """A list call's JSON as plain dicts (no model objects: cheaper, and the same shape a watch delivers)."""
+async def raw(call: Callable[..., Awaitable[Any]], **arguments: Any) -> dict:
+    """A call's JSON as plain dicts: no model objects, which are costly to build and parse, and the
+    same shape a watch delivers."""
     response = await call(**arguments, _preload_content=False)
     body = await response.json()
-    if response.status != 200:
+    if response.status >= 300:
         raise ApiException(status=response.status, reason=body.get("message", response.reason))
     return body
 
