@@ -1,6 +1,6 @@
 """Lateness accounting shared by every kind of run the tick benchmark compares.
 
-A Stan run, a Stan ``Fired`` Event and a CronJob's Job are each one
+A Stan run, the Event that says its claim is stored, and a CronJob's Job are each one
 *occurrence*: an owner (a task or a CronJob), the tick it answers, and how
 late it came. Counting them the same way is what makes the figures
 comparable: lateness only for the measured ticks, a measured tick without an

@@ -32,7 +32,7 @@ def draw(path: Path, title: str, lateness: dict[str, Sequence[float]], series: d
     cdf.set_xscale("symlog", linthresh=1.0, linscale=2.0)
     cdf.set_xlabel("seconds after the tick (linear below 1 s, log above)")
     cdf.set_ylabel("fraction of runs")
-    cdf.set_title("Lateness CDF (CronJob and Fired event: 1 s server resolution)")
+    cdf.set_title("Lateness CDF (CronJob and claim event: 1 s server resolution)")
     cdf.grid(True, which="both", alpha=0.3)
     cdf.legend(loc="lower right", fontsize="small")
 

@@ -247,10 +247,12 @@ async def observe(api: client.ApiClient, layout: Layout, ticks: list[datetime.da
                     stan_results=results, cron=account(layout.cron_owners(), jobs, ticks))
 
 
-async def fired_events(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime]) -> Accounting:
-    """The operator's ``Fired`` Events: posted once a claim is stored, stamped by the API server's clock."""
+async def claim_events(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime]) -> Accounting:
+    """The Event posted once a run's claim is stored (``Fired``, or ``Succeeded``/``Failed`` when the run had
+    ended by then), stamped by the API server's clock: when the run's record reached the cluster."""
     occurrences = []
-    async for event in list_all(api, "events.k8s.io", "v1", "events", field_selector="reason=Fired"):
+    async for event in list_all(api, "events.k8s.io", "v1", "events",
+                                field_selector=f"regarding.kind={models.STAN_TASK.kind}"):
         match = FIRED_TICK.search(event.get("note") or "")
         if match:
             tick = _parse_time(match.group(1))
@@ -357,7 +359,7 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
                     print(f"==> measured tick {index + 1}/{args.ticks} at {ticks[index]:%H:%M:%S}", flush=True)
             print("==> collecting runs and Jobs (waiting for stragglers if any)", flush=True)
             observed = await collect(api, layout, ticks, deadline=boundaries[-2] + DEADLINE_SECONDS)
-            fired = await fired_events(api, layout, ticks)
+            recorded = await claim_events(api, layout, ticks)
     finally:
         sampler.stop()
     windows = [scrapes[index + 1] - scrapes[index] for index in range(args.ticks)]
@@ -380,13 +382,13 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
         "timings": {"create_seconds": create_seconds, "create_per_second": 2 * layout.tasks / create_seconds,
                     "scheduled_after_seconds": ready - began, "wall_seconds": time.time() - began},
         "measured_ticks": [tick.isoformat() for tick in ticks],
-        "resolution_note": "CronJob Job and Fired Event lateness come from metadata.creationTimestamp, which has "
+        "resolution_note": "CronJob Job and claim Event lateness come from metadata.creationTimestamp, which has "
                            "1 s resolution (truncated): each value is up to 1 s lower than the true one.",
-        "stan": {"started": observed.stan_started, "finished": observed.stan_finished, "fired_event": fired,
+        "stan": {"started": observed.stan_started, "finished": observed.stan_finished, "claim_event": recorded,
                  "results": dict(observed.stan_results)},
         "cronjob": {"job_created": observed.cron},
         "ratio_p99": {"stan_started_over_cronjob": _ratio(stan.p99, cron.p99),
-                      "stan_fired_event_over_cronjob": _ratio(fired.summary.p99, cron.p99)},
+                      "stan_claim_event_over_cronjob": _ratio(recorded.summary.p99, cron.p99)},
         "usage": {name: usage(name) for name in sampler.samples},
         "api_writes_per_tick": [{"total": writes(window),
                                  "by_request": {label(key): int(window[key]) for key in kinds if window[key]}}
@@ -401,7 +403,7 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
     plot.draw(RESULTS / f"ticks-N{layout.tasks}.png",
               f"{layout.tasks} StanTasks and {layout.tasks} CronJobs on '{SCHEDULE}', {args.ticks} measured ticks",
               {"Stan startedAt": observed.stan_started.lateness, "Stan finishedAt": observed.stan_finished.lateness,
-               "Stan Fired event": fired.lateness, "CronJob Job created": observed.cron.lateness},
+               "Stan claim event": recorded.lateness, "CronJob Job created": observed.cron.lateness},
               {name: samples for name, samples in sampler.samples.items() if name != "etcd"},
               boundaries[:-1], mean_writes)
     return result
@@ -420,7 +422,7 @@ def print_summary(result: dict) -> None:
     print(f"\n==> {result['parameters']['tasks']} tasks, ticks {', '.join(result['measured_ticks'])}")
     print(f"{'':26}{'runs':>7}{'p50':>10}{'p99':>10}{'max':>10}{'missed':>8}{'dup':>6}")
     rows = [("Stan startedAt", result["stan"]["started"]), ("Stan finishedAt", result["stan"]["finished"]),
-            ("Stan Fired event (1 s)", result["stan"]["fired_event"]),
+            ("Stan claim event (1 s)", result["stan"]["claim_event"]),
             ("CronJob Job created (1 s)", result["cronjob"]["job_created"])]
     for name, accounting in rows:
         summary: Summary = accounting.summary
@@ -429,7 +431,7 @@ def print_summary(result: dict) -> None:
     print(result["resolution_note"])
     ratios = result["ratio_p99"]
     print(f"p99 ratio: Stan startedAt / CronJob = {_fmt(ratios['stan_started_over_cronjob'], '')}, "
-          f"Stan Fired event / CronJob = {_fmt(ratios['stan_fired_event_over_cronjob'], '')}")
+          f"Stan claim event / CronJob = {_fmt(ratios['stan_claim_event_over_cronjob'], '')}")
     print(f"Stan run results in the measured ticks: {result['stan']['results']}")
     for name in ("operator", "controller-manager", "apiserver"):
         usage = result["usage"][name]

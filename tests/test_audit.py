@@ -17,7 +17,7 @@ def task(name: str, **status: object) -> dict:
 
 
 def test_failed_and_overdue_tasks_are_found() -> None:
-    found = audit.findings([
+    found = audit.findings(audit.statuses([
         task("fine", status="active", nextRunAt="2026-01-15T12:01:00Z", lastRun={
             "runId": "r1", "scheduledAt": "2026-01-15T11:59:00Z", "result": "succeeded"}),
         task("broken", status="active", lastRun={"runId": "r2", "scheduledAt": "2026-01-15T11:59:00Z",
@@ -26,10 +26,10 @@ def test_failed_and_overdue_tasks_are_found() -> None:
         task("slightly-late", status="active", nextRunAt="2026-01-15T11:59:00Z"),
         task("paused", status="paused", nextRunAt=None),
         {"metadata": {"name": "new"}},
-    ], NOW)
+    ]), NOW)
     assert (found.audited, found.failed, found.overdue) == (6, ("task_broken",), ("task_late",))
     assert found.summary() == "6 tasks audited; 1 failed: task_broken; 1 overdue: task_late"
-    assert audit.findings([], NOW).summary() == "All workflows healthy (0 tasks audited)"
+    assert audit.findings({}, NOW).summary() == "All workflows healthy (0 tasks audited)"
 
 
 @pytest.mark.parametrize(("text", "value"), [

@@ -109,3 +109,28 @@ async def test_a_job_backed_tick_creates_an_owned_job_and_follows_it(api: client
         return not await _jobs(api, namespace, uid)
 
     await eventually(jobs_gone, timeout=30)
+
+
+async def test_replace_stops_the_earlier_run_and_its_job(api: client.ApiClient, namespace: str) -> None:
+    task = await tasks.create(api, namespace, "replacer", action="render_report", schedule="*/3 * * * * *",
+                              modelId="model_xyz", concurrencyPolicy="Replace", runHistoryLimit=10)
+    uid = task["metadata"]["uid"]
+
+    async def replaced() -> models.StanTaskStatus | None:
+        current = await tasks.status(api, namespace, "replacer")
+        return current if len([r for r in current.recentRuns if r.result == models.RunResult.FAILED]) >= 2 else None
+
+    status = await eventually(replaced, timeout=30)
+    failed = [run for run in status.recentRuns if run.result == models.RunResult.FAILED]
+    assert all(run.message == "replaced by a newer run (concurrencyPolicy: Replace)" for run in failed)
+    newest = max(run.scheduledAt for run in status.recentRuns)
+    assert all(run.scheduledAt < newest for run in failed), "only earlier runs are replaced"
+    running = [run for run in status.recentRuns if run.result == models.RunResult.RUNNING]
+    assert len(running) <= 2, f"at most the newest run and one whose record is on its way: {running}"
+
+    async def only_newest_jobs() -> list[client.V1Job] | None:
+        found = await _jobs(api, namespace, uid)
+        names = {job.metadata.name for job in found}
+        return found if all(f"replacer-{int(run.scheduledAt.timestamp())}" not in names for run in failed) else None
+
+    await eventually(only_newest_jobs, timeout=15)

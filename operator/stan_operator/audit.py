@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Iterable, Mapping
 
 from kubernetes_asyncio import client
 
@@ -32,16 +33,24 @@ class Findings:
         return f"{self.audited} tasks audited; " + "; ".join(parts)
 
 
-def findings(tasks: list[dict], now: datetime.datetime, grace: datetime.timedelta = OVERDUE_GRACE) -> Findings:
+def findings(statuses: Mapping[str, models.StanTaskStatus], now: datetime.datetime,
+             grace: datetime.timedelta = OVERDUE_GRACE) -> Findings:
+    """Judge tasks by name and status; callers bring statuses from wherever they already have them."""
     failed, overdue = [], []
-    for body in tasks:
-        status = models.StanTaskStatus.model_validate(body.get("status") or {})
-        label = ids.task_id(body["metadata"]["name"])
-        if status.lastRun is not None and status.lastRun.result == models.RunResult.FAILED:
-            failed.append(label)
-        elif status.status == "active" and status.nextRunAt is not None and now - status.nextRunAt > grace:
-            overdue.append(label)
-    return Findings(audited=len(tasks), failed=tuple(failed), overdue=tuple(overdue))
+    # Hoisted out of the loop: an audit runs over every task of a namespace, every tick of every auditing task.
+    failure, due_before = models.RunResult.FAILED.value, now - grace
+    for name, status in statuses.items():
+        last = status.lastRun
+        if last is not None and last.result == failure:
+            failed.append(ids.task_id(name))
+        elif status.nextRunAt is not None and status.nextRunAt < due_before and status.status == "active":
+            overdue.append(ids.task_id(name))
+    return Findings(audited=len(statuses), failed=tuple(failed), overdue=tuple(overdue))
+
+
+def statuses(items: Iterable[dict]) -> dict[str, models.StanTaskStatus]:
+    return {body["metadata"]["name"]: models.StanTaskStatus.model_validate(body.get("status") or {})
+            for body in items}
 
 
 async def list_tasks(api: client.ApiClient, namespace: str) -> list[dict]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -19,6 +20,10 @@ from stan_operator.actions import jobs, registry
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
 WATCH_CLIENT_TIMEOUT = 330.0
 LEASE_NAME = "stan-operator"
+GC_THRESHOLDS = (50_000, 20, 10)
+"""Fewer, larger young-generation collections than Python's default (700, 10, 10): launching the
+runs of 10,000 tasks that share a tick allocates some 10^5 objects, and the collections that
+triggered with the default took two thirds of the launch time."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +34,20 @@ class Options:
     leader_election: bool
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Stan registers no change handlers, so nothing needs a diff base; kopf's default would
+    still deep-copy every object on every watch event (thousands a minute at a shared tick)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: object = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
     # Without timeouts a watch can hang silently on a dropped connection and stop delivering events.
@@ -36,6 +55,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.connect_timeout = 30.0
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = NoDiffBase()
+    gc.set_threshold(*GC_THRESHOLDS)
     options: Options = memo.options
     if options.webhook is not None:
         settings.admission.server = webhooks.server(options.webhook)

@@ -12,7 +12,7 @@ import datetime
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 GROUP = "stan.dev"
 VERSION = "v1alpha1"
@@ -27,7 +27,16 @@ def format_timestamp(value: datetime.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-Timestamp = Annotated[datetime.datetime, PlainSerializer(format_timestamp, return_type=str, when_used="json")]
+def _in_utc(value: datetime.datetime) -> datetime.datetime:
+    """Every parsed timestamp in ``datetime.timezone.utc``: comparing datetimes whose tzinfo objects
+    differ (pydantic's own UTC against the standard one) costs eight times as much, and audits
+    compare thousands a tick."""
+    return value.replace(tzinfo=datetime.timezone.utc) if value.tzinfo is None else value.astimezone(
+        datetime.timezone.utc)
+
+
+Timestamp = Annotated[datetime.datetime, AfterValidator(_in_utc),
+                      PlainSerializer(format_timestamp, return_type=str, when_used="json")]
 
 
 class Model(BaseModel):

@@ -4,13 +4,21 @@ One coroutine sleeps until the earliest tick, instead of one sleeping
 coroutine per task (kopf timers and daemons would also add finalizers). The
 watch feeds the heap through ``observe``; a tick is fired by ``_fire``.
 
-Exactly once, also across restarts: before a run starts, its tick is claimed
-with a JSON patch that tests ``status.lastScheduledAt`` against the value this
-operator last saw and replaces it with the tick. A claim that loses (another
-operator, or a stale view) fails the test and runs nothing. After a restart
-the stored ``lastScheduledAt`` says which ticks were accounted for; the latest
-missed tick runs once if it is within ``startingDeadlineSeconds`` and is
-recorded as skipped otherwise.
+Exactly once, also across restarts: a run is recorded only by claiming its
+tick, with a JSON patch that tests ``status.lastScheduledAt`` against the value
+this operator last saw and replaces it with the tick. A claim that loses
+(another operator, or a stale view) fails the test; its run is cancelled and
+nothing of it is recorded. After a restart the stored ``lastScheduledAt`` says
+which ticks were accounted for; the latest missed tick runs once if it is
+within ``startingDeadlineSeconds`` and is recorded as skipped otherwise.
+
+A run starts at its tick and its claim is written alongside: when thousands of
+tasks share a tick their claims queue at the API server for seconds, and the
+runs need not wait in that queue. A run that ends before its claim is sent is
+claimed and recorded in one write. An action's effects must therefore wait for
+nothing but its own work: in-process actions only compute a result, and a
+Job-backed action's Job is named after the tick, so two starts of one tick
+create one Job.
 """
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ import heapq
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -31,8 +39,8 @@ from stan_operator.actions import Action, Outcome, RunContext, jobs
 
 UTC = datetime.timezone.utc
 CLAIMS_IN_FLIGHT = 32
-"""At a shared tick thousands of tasks are due at once; claiming a few dozen at a time keeps each
-claim quick and makes a run's startedAt say when its turn really came."""
+"""At a shared tick thousands of tasks are due at once; a few dozen claims in flight keep the API
+server busy without a thousand requests timing out in its queue."""
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 
@@ -44,6 +52,22 @@ def _now() -> datetime.datetime:
 def _bounded(runs: list[models.Run], limit: int) -> list[models.Run]:
     """The newest ``limit`` runs, plus older ones still running, whose results are yet to be written."""
     return runs[:limit] + [run for run in runs[limit:] if run.result == models.RunResult.RUNNING]
+
+
+def _busy(task: Task) -> bool:
+    """Whether a run of the task is still going (a finished one may wait in ``active`` for its claim)."""
+    return any(not run.done() for run in task.active.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """A due tick as decided at its moment: skipped (with the reason), or its action started."""
+
+    context: RunContext
+    decided: datetime.datetime
+    skip_reason: str | None
+    started: asyncio.Future[datetime.datetime] | None
+    execution: asyncio.Task[Outcome] | None
 
 
 @dataclasses.dataclass
@@ -81,6 +105,7 @@ class Scheduler:
         self._actions = actions
         self._clock = clock
         self._tasks: dict[Key, Task] = {}
+        self._namespaces: dict[str, dict[str, Task]] = {}
         self._heap: list[tuple[float, int, Key]] = []
         self._sequence = 0
         self._wakeup = asyncio.Event()
@@ -103,6 +128,7 @@ class Scheduler:
                          created=datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
                          spec=None, status=models.StanTaskStatus.model_validate(body.get("status") or {}))
             self._tasks[key] = known
+            self._namespaces.setdefault(known.namespace, {})[known.name] = known
             async with known.lock:
                 await self._reconcile(known, body, first_sight=True)
         request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
@@ -116,15 +142,19 @@ class Scheduler:
         return self._leading is not None and not self._leading.is_set()
 
     def _follow_claims(self, task: Task, observed: dict) -> None:
-        """Adopt ticks that another replica claimed, so that a standby's heap stays current.
+        """Adopt ticks that another replica claimed, so that a standby's heap stays current, and on a
+        standby the results recorded for them too, which its audits read once it leads.
 
-        Claims only move forward, so an older watch event never rolls this view back.
+        Claims only move forward, so an older watch event never rolls this view back. A replica
+        that leads keeps its own writes instead: the watch may deliver its claim after its result.
         """
         claimed = observed.get("lastScheduledAt")
         if not claimed or task.spec is None:
             return
         tick = datetime.datetime.fromisoformat(claimed)
         if task.status.lastScheduledAt is not None and tick <= task.status.lastScheduledAt:
+            if tick == task.status.lastScheduledAt and self._standby:
+                task.status = models.StanTaskStatus.model_validate(observed)
             return
         task.status = models.StanTaskStatus.model_validate(observed)
         if task.next_tick is not None and task.next_tick <= tick:
@@ -132,10 +162,22 @@ class Scheduler:
             self._push(task)
 
     def forget(self, namespace: str, name: str) -> None:
-        task = self._tasks.pop((namespace, name), None)
+        task = self._drop((namespace, name))
         if task is not None:
             for run in task.active.values():
                 run.cancel()
+
+    def _drop(self, key: Key) -> Task | None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            siblings = self._namespaces[task.namespace]
+            siblings.pop(task.name, None)
+            if not siblings:
+                del self._namespaces[task.namespace]
+        return task
+
+    def _statuses(self, namespace: str) -> dict[str, models.StanTaskStatus]:
+        return {name: task.status for name, task in self._namespaces.get(namespace, {}).items()}
 
     async def _reconcile(self, task: Task, body: dict, *, first_sight: bool) -> None:
         task.generation = body["metadata"].get("generation", 0)
@@ -212,12 +254,20 @@ class Scheduler:
                     async with task.lock:
                         await self._recover(task)
             now = time.time()
+            due: list[tuple[Task, datetime.datetime]] = []
             while self._heap and self._heap[0][0] <= now:
-                due, _, key = heapq.heappop(self._heap)
+                moment, _, key = heapq.heappop(self._heap)
                 task = self._tasks.get(key)
-                if task is not None and task.next_tick is not None and task.next_tick.timestamp() == due:
+                if task is not None and task.next_tick is not None and task.next_tick.timestamp() == moment:
                     task.next_tick = None
-                    asyncio.create_task(self._fire(task, task.generation, datetime.datetime.fromtimestamp(due, UTC)))
+                    due.append((task, datetime.datetime.fromtimestamp(moment, UTC)))
+            # Every due action is started before the claim of any is prepared: the event loop then runs
+            # the actions' first steps back to back, and the last of thousands starts nearly as soon as
+            # the first.
+            launches = [(task, task.generation, tick, self._launch(task, tick)) for task, tick in due]
+            for task, generation, tick, launch in launches:
+                if launch is not None:
+                    asyncio.create_task(self._fire(task, generation, tick, launch))
             self._wakeup.clear()
             timeout = self._heap[0][0] - time.time() if self._heap else None
             try:
@@ -239,60 +289,105 @@ class Scheduler:
             if run.result != models.RunResult.RUNNING or run.runId in task.active:
                 continue
             if task.spec.action in self._config.jobActions:
-                context = self._context(task, task.spec, run)
-                task.active[run.runId] = asyncio.create_task(self._execute(task, context))
+                context = self._context(task, task.spec, run.scheduledAt, run.runId)
+                self._follow(task, context, self._perform(context))
             else:
                 await self._finish(task, run.runId, Outcome(
                     models.RunResult.FAILED, "the operator stopped during this run; it is not run again"))
 
-    def _context(self, task: Task, spec: models.StanTaskSpec, run: models.Run) -> RunContext:
+    def _context(self, task: Task, spec: models.StanTaskSpec, scheduled_at: datetime.datetime,
+                 run_id: str) -> RunContext:
         return RunContext(api=self._api, namespace=task.namespace, name=task.name, uid=task.uid,
-                          task_id=ids.task_id(task.name), spec=spec, scheduled_at=run.scheduledAt, run_id=run.runId,
-                          configuration=self._config)
+                          task_id=ids.task_id(task.name), spec=spec, scheduled_at=scheduled_at, run_id=run_id,
+                          configuration=self._config, namespace_tasks=lambda: self._statuses(task.namespace))
 
-    async def _fire(self, task: Task, generation: int, tick: datetime.datetime) -> None:
-        async with task.lock, self._claims:
-            current = self._tasks.get(task.key) is task and task.generation == generation
-            if not current or task.spec is None or task.spec.paused:
-                return
-            spec = task.spec
-            now = self._clock()
-            missed = (now - tick).total_seconds() > spec.startingDeadlineSeconds
-            skip_reason = self._skip_reason(task, spec, tick, now)
-            # A tick past its deadline means the operator was away: go on from now, not tick by tick.
-            following = self._next(spec, now if missed else tick)
-            run = models.Run(runId=f"run_{secrets.token_hex(6)}", scheduledAt=tick, startedAt=now,
-                             result=models.RunResult.SKIPPED if skip_reason else models.RunResult.RUNNING,
-                             message=skip_reason or "", finishedAt=now if skip_reason else None)
-            try:
-                claimed = await self._claim(task, tick, run, following)
-            except Exception as error:
-                if not kube.transient(error):
-                    raise
-                log.warning("tick %s of %s/%s missed: the API server was unreachable until past the deadline",
-                            tick, task.namespace, task.name)
-                task.next_tick = self._next(spec, self._clock())
-                self._push(task)
-                return
-            if not claimed:
-                return
+    def _launch(self, task: Task, tick: datetime.datetime) -> Launch | None:
+        """Decide whether a due tick runs, and if so start its in-process action; ``_fire`` claims and
+        records it. A Job is an effect outside the operator, so a Job-backed action starts only once
+        its claim is stored."""
+        if not self._current(task, task.generation):
+            return None
+        assert task.spec is not None
+        decided = self._clock()
+        skip_reason = self._skip_reason(task, task.spec, tick, decided)
+        context = self._context(task, task.spec, tick, f"run_{secrets.token_hex(6)}")
+        if skip_reason or task.spec.action in self._config.jobActions:
+            return Launch(context, decided, skip_reason, None, None)
+        started = asyncio.get_running_loop().create_future()
+        execution = task.active[context.run_id] = asyncio.create_task(self._perform(context, started))
+        # Cancelled before it began (its task deleted), the run never says when it started.
+        execution.add_done_callback(lambda _: started.cancel())
+        return Launch(context, decided, None, started, execution)
+
+    async def _fire(self, task: Task, generation: int, tick: datetime.datetime, launch: Launch) -> None:
+        context, execution, skip_reason = launch.context, launch.execution, launch.skip_reason
+        spec = context.spec
+        now = launch.decided if launch.started is None else await launch.started
+        run = models.Run(runId=context.run_id, scheduledAt=tick, startedAt=now,
+                         result=models.RunResult.SKIPPED if skip_reason else models.RunResult.RUNNING,
+                         message=skip_reason or "", finishedAt=now if skip_reason else None)
+        # A tick past its deadline means the operator was away: go on from now, not tick by tick.
+        following = self._next(spec, now if (now - tick).total_seconds() > spec.startingDeadlineSeconds else tick)
+        # The next tick enters the heap now, so that a queue of claims longer than the schedule's interval
+        # delays records, not starts; but only while no earlier claim of this task waits, which bounds the
+        # claims queued per task at two.
+        early = not task.lock.locked()
+        if early:
             task.next_tick = following
             self._push(task)
-            if skip_reason:
-                asyncio.create_task(events.post(
-                    self._api, models.STAN_TASK, task.metadata, "Skipped",
-                    f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True))
+        async with task.lock, self._claims:
+            ended = execution is not None and execution.done() and not execution.cancelled()
+            outcome = execution.result() if ended else None
+            if outcome is not None:
+                run = run.model_copy(update={"result": outcome.result, "message": outcome.message,
+                                             "finishedAt": self._clock()})
+            elif execution is None and not skip_reason:
+                run = run.model_copy(update={"startedAt": self._clock()})
+            # A run that has started is recorded even if the task was paused or changed meanwhile; the
+            # nextRunAt that the pause or change wrote stands.
+            upcoming = following if self._current(task, generation) else task.status.nextRunAt
+            failed = False
+            try:
+                claimed = (self._tasks.get(task.key) is task and not self._standby
+                           and await self._claim(task, tick, run, upcoming))
+            except Exception as error:
+                if kube.transient(error):
+                    log.warning("tick %s of %s/%s missed: the API server was unreachable until past the "
+                                "deadline", tick, task.namespace, task.name)
+                else:
+                    log.exception("claiming tick %s of %s/%s failed", tick, task.namespace, task.name)
+                claimed, failed = False, True
+            if (failed or not early) and self._current(task, generation):
+                task.next_tick = self._next(spec, self._clock()) if failed else following
+                self._push(task)
+            if not claimed:
+                if execution is not None:
+                    task.active.pop(run.runId, None)
+                    execution.cancel()
                 return
-            if spec.concurrencyPolicy == models.ConcurrencyPolicy.REPLACE.value:
-                await self._replace_active(task)
-            fired = (f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
-                     f"({(now - tick).total_seconds():.3f}s after the tick).")
-            task.active[run.runId] = asyncio.create_task(self._start(task, self._context(task, spec, run), fired))
+            if skip_reason is None:
+                if spec.concurrencyPolicy == models.ConcurrencyPolicy.REPLACE.value:
+                    await self._replace_active(task, before=tick)
+                if outcome is not None:
+                    task.active.pop(run.runId, None)
+                else:
+                    self._follow(task, context, execution or self._perform(context))
+        if skip_reason:
+            await events.post(self._api, models.STAN_TASK, task.metadata, "Skipped",
+                              f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True)
+            return
+        assert run.startedAt is not None
+        fired = (f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
+                 f"({(run.startedAt - tick).total_seconds():.3f}s after the tick)")
+        if outcome is not None:
+            await self._report(task, outcome, f"{fired}: {outcome.message}")
+            return
+        await events.post(self._api, models.STAN_TASK, task.metadata, "Fired", f"{fired}.")
 
-    async def _start(self, task: Task, context: RunContext, fired: str) -> None:
-        """Announce the run, then run it: outside the claim slot, which the next due tick needs."""
-        await events.post(self._api, models.STAN_TASK, task.metadata, "Fired", fired)
-        await self._execute(task, context)
+    def _current(self, task: Task, generation: int) -> bool:
+        """Whether a tick taken from the heap still stands: the task neither gone, nor changed, nor paused."""
+        return (self._tasks.get(task.key) is task and task.generation == generation and task.spec is not None
+                and not task.spec.paused)
 
     async def _run_on_request(self, task: Task, request: str) -> None:
         """A run now, asked for through the annotation: recorded like a tick's, answered by lastRunRequest."""
@@ -301,7 +396,7 @@ class Scheduler:
             if self._tasks.get(task.key) is not task or spec is None or task.status.lastRunRequest == request:
                 return
             now = self._clock()
-            forbidden = spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and task.active
+            forbidden = spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and _busy(task)
             reason = "the previous run is still active (concurrencyPolicy: Forbid)" if forbidden else None
             run = models.Run(runId=f"run_{request[:12]}", scheduledAt=now, startedAt=now,
                              result=models.RunResult.SKIPPED if reason else models.RunResult.RUNNING,
@@ -316,7 +411,8 @@ class Scheduler:
                 return
             await events.post(self._api, models.STAN_TASK, task.metadata, "Fired",
                               f"Run {run.runId} started on request.")
-            task.active[run.runId] = asyncio.create_task(self._execute(task, self._context(task, spec, run)))
+            context = self._context(task, spec, run.scheduledAt, run.runId)
+            self._follow(task, context, self._perform(context))
 
     def _skip_reason(self, task: Task, spec: models.StanTaskSpec, tick: datetime.datetime,
                      now: datetime.datetime) -> str | None:
@@ -324,19 +420,20 @@ class Scheduler:
         if late > spec.startingDeadlineSeconds:
             return (f"missed by {late:.0f}s, more than startingDeadlineSeconds ({spec.startingDeadlineSeconds}); "
                     "the operator was not running at the tick")
-        if spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and task.active:
+        if spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and _busy(task):
             return "the previous run is still active (concurrencyPolicy: Forbid)"
         return None
 
     async def _claim(self, task: Task, tick: datetime.datetime, run: models.Run,
-                     following: datetime.datetime) -> bool:
+                     following: datetime.datetime | None) -> bool:
         """Take the tick with a compare-and-swap on lastScheduledAt; False when another claim won."""
         runs = _bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
         expected = models.format_timestamp(task.status.lastScheduledAt) if task.status.lastScheduledAt else None
-        values = {"lastScheduledAt": models.format_timestamp(tick), "nextRunAt": models.format_timestamp(following),
+        values = {"lastScheduledAt": models.format_timestamp(tick),
+                  "nextRunAt": models.format_timestamp(following) if following else None,
                   "lastRun": run.model_dump(mode="json", by_alias=True),
                   "recentRuns": [item.model_dump(mode="json", by_alias=True) for item in runs]}
-        if run.result == models.RunResult.RUNNING.value:
+        if run.result != models.RunResult.SKIPPED.value:
             values["lastRunAt"] = models.format_timestamp(run.startedAt) if run.startedAt else None
         patch = [{"op": "test", "path": "/status/lastScheduledAt", "value": expected}]
         patch += [{"op": "add", "path": f"/status/{field}", "value": value} for field, value in values.items()]
@@ -356,7 +453,7 @@ class Scheduler:
 
     async def _resync(self, task: Task) -> None:
         """Forget what this operator believed of the task and read it afresh."""
-        self._tasks.pop(task.key, None)
+        self._drop(task.key)
         try:
             body = await kube.custom_objects(self._api).get_namespaced_custom_object(
                 models.GROUP, models.VERSION, task.namespace, models.STAN_TASK.plural, task.name)
@@ -366,24 +463,39 @@ class Scheduler:
             raise
         asyncio.create_task(self.observe(body))
 
-    async def _replace_active(self, task: Task) -> None:
-        for run_id, active in list(task.active.items()):
-            active.cancel()
-            await self._finish(task, run_id, Outcome(models.RunResult.FAILED, "replaced by a newer run "
-                                                                              "(concurrencyPolicy: Replace)"))
+    async def _replace_active(self, task: Task, before: datetime.datetime) -> None:
+        """Stop the runs of earlier ticks that are still going: those whose claims recorded them running."""
+        for run in task.status.recentRuns:
+            if run.result == models.RunResult.RUNNING and run.scheduledAt < before and run.runId in task.active:
+                task.active[run.runId].cancel()
+                await self._finish(task, run.runId, Outcome(models.RunResult.FAILED, "replaced by a newer run "
+                                                                                     "(concurrencyPolicy: Replace)"))
 
-    async def _execute(self, task: Task, context: RunContext) -> None:
-        action = self._actions[context.spec.action]
+    async def _perform(self, context: RunContext,
+                       started: asyncio.Future[datetime.datetime] | None = None) -> Outcome:
+        """Run the action; ``started`` learns the moment it began, which is what startedAt records."""
+        if started is not None:
+            started.set_result(self._clock())
         try:
-            outcome = await action(context)
+            return await self._actions[context.spec.action](context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # an action's own bug must not stop the scheduler
+            log.exception("action %s of %s/%s raised", context.spec.action, context.namespace, context.name)
+            return Outcome(models.RunResult.FAILED, f"{type(error).__name__}: {error}")
+
+    def _follow(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
+        """Await a claimed run's outcome in the background and record it; ``task.active`` holds it meanwhile."""
+        task.active[context.run_id] = asyncio.create_task(self._complete(task, context, execution))
+
+    async def _complete(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
+        try:
+            outcome = await execution
         except asyncio.CancelledError:
             if context.spec.action in self._config.jobActions:
                 await jobs.stop(self._api, task.namespace,
                                 jobs.job_name(task.name, context.scheduled_at.timestamp()))
             raise
-        except Exception as error:  # an action's own bug must not stop the scheduler
-            log.exception("action %s of %s/%s raised", context.spec.action, task.namespace, task.name)
-            outcome = Outcome(models.RunResult.FAILED, f"{type(error).__name__}: {error}")
         async with task.lock:
             await self._finish(task, context.run_id, outcome)
         if context.spec.action in self._config.jobActions:
@@ -393,7 +505,7 @@ class Scheduler:
         task.active.pop(run_id, None)
         runs = list(task.status.recentRuns)
         for index, run in enumerate(runs):
-            if run.runId == run_id:
+            if run.runId == run_id and run.result == models.RunResult.RUNNING:
                 runs[index] = run.model_copy(update={"result": outcome.result, "message": outcome.message,
                                                      "finishedAt": self._clock()})
                 break
@@ -401,9 +513,12 @@ class Scheduler:
             return
         dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
         await self._write(task, {"recentRuns": dumped, "lastRun": dumped[0]})
+        await self._report(task, outcome, f"Run {run_id}: {outcome.message}")
+
+    async def _report(self, task: Task, outcome: Outcome, message: str) -> None:
         succeeded = outcome.result == models.RunResult.SUCCEEDED.value
         await events.post(self._api, models.STAN_TASK, task.metadata, "Succeeded" if succeeded else "Failed",
-                          f"Run {run_id}: {outcome.message}", warning=not succeeded)
+                          message, warning=not succeeded)
 
     async def _announce(self, task: Task, reason: str, message: str, *, warning: bool = False) -> None:
         if not self._standby:

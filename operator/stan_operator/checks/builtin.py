@@ -22,7 +22,7 @@ def _plural(count: int, noun: str) -> str:
 
 async def workflows(context: CheckContext) -> Finding:
     """Failed last runs are errors; active tasks whose next run is long overdue are warnings."""
-    found = audit.findings(await audit.list_tasks(context.api, context.namespace),
+    found = audit.findings(audit.statuses(await audit.list_tasks(context.api, context.namespace)),
                            datetime.datetime.now(datetime.timezone.utc))
     if found.failed:
         return Finding(ERROR, f"{_plural(len(found.failed), 'workflow')} failed", found.failed + found.overdue)
