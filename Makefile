@@ -25,8 +25,9 @@ BENCH_TASKS ?= 1000
 BENCH_TICKS ?= 3
 
 .PHONY: bench
-bench: $(VENV)/.bench ## Tick lateness of N StanTasks next to N CronJobs, and the operator's cost (BENCH_TASKS=1000)
+bench: $(VENV)/.bench ## Tick lateness of N StanTasks next to N CronJobs and the operator's cost (BENCH_TASKS=1000), then the facade's latency
 	$(VENV)/bin/python -m bench.ticks --tasks $(BENCH_TASKS) --ticks $(BENCH_TICKS)
+	$(VENV)/bin/python -m bench.facade --tasks 1000 --rate 200 --list-rate 20 --seconds 20
 
 $(VENV)/.bench: $(VENV)/.installed
 	@echo "==> installing the benchmark's extras into $(VENV)"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import plot
 from stan_api import keystore
 from stan_controlplane import cluster, processes
 from stan_operator import install, kube
@@ -50,8 +51,8 @@ async def timed(http: httpx.AsyncClient, method: str, path: str, **kwargs: objec
 
 
 async def steady(http: httpx.AsyncClient, paths: list[str], headers: dict[str, str], rate: float,
-                 seconds: float) -> dict:
-    """Send ``rate`` requests a second for ``seconds`` on a fixed schedule; gather latencies and statuses."""
+                 seconds: float) -> tuple[dict, list[float]]:
+    """Send ``rate`` requests a second for ``seconds`` on a fixed schedule: the figures, and every latency."""
     pending = []
     start = time.perf_counter()
     for index in range(int(rate * seconds)):
@@ -60,11 +61,13 @@ async def steady(http: httpx.AsyncClient, paths: list[str], headers: dict[str, s
     answers = await asyncio.gather(*pending)
     elapsed = time.perf_counter() - start
     errors = sum(1 for _, code in answers if code != 200)
-    return {**percentiles([latency for latency, _ in answers]), "errors": errors,
-            "throughput_per_s": round(len(answers) / elapsed, 1), "target_rate_per_s": rate}
+    latencies = [latency for latency, _ in answers]
+    return {**percentiles(latencies), "errors": errors, "throughput_per_s": round(len(answers) / elapsed, 1),
+            "target_rate_per_s": rate}, latencies
 
 
-async def run(args: argparse.Namespace) -> dict:
+async def run(args: argparse.Namespace) -> tuple[dict, dict[str, list[float]]]:
+    """The figures, and every latency by kind of request."""
     plane = cluster.start(ROOT / ".stan" / "bench-facade", fresh=True)
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     await install.apply_crds_to_current_cluster(ROOT / "crds")
@@ -100,18 +103,22 @@ async def run(args: argparse.Namespace) -> dict:
             ids = [f"/api/v1/stan/tasks/{task['id']}" for task in listed]
             print(f"==> {len(ids)} tasks; GET /tasks/{{id}} at {args.rate}/s, GET /tasks at {args.list_rate}/s, "
                   f"{args.seconds}s each", flush=True)
+            posted = [latency for latency, _ in created]
+            get_task, got = await steady(http, ids, headers, args.rate, args.seconds)
+            list_tasks, lists = await steady(http, ["/api/v1/stan/tasks"], headers, args.list_rate, args.seconds)
             result = {
                 "tasks": len(ids), "tenant": principal.namespace,
-                "post_tasks": {**percentiles([latency for latency, _ in created]),
-                               "errors": sum(1 for _, code in created if code != 201)},
-                "get_task": await steady(http, ids, headers, args.rate, args.seconds),
-                "list_tasks": await steady(http, ["/api/v1/stan/tasks"], headers, args.list_rate, args.seconds),
+                "post_tasks": {**percentiles(posted), "errors": sum(1 for _, code in created if code != 201)},
+                "get_task": get_task, "list_tasks": list_tasks,
             }
+            latencies = {f"GET /tasks/{{id}} at {args.rate:g}/s": got,
+                         f"GET /tasks ({len(ids)} tasks) at {args.list_rate:g}/s": lists,
+                         "POST /tasks, 8 in flight": posted}
     finally:
         processes.stop(facade)
         processes.stop(operator)
         plane.stop()
-    return result
+    return result, latencies
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,9 +129,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="GET /tasks requests per second (each answers every task of the tenant)")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args))
+    result, latencies = asyncio.run(run(args))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"facade-N{args.tasks}.json").write_text(json.dumps(result, indent=2))
+    plot.draw_latencies(RESULTS / f"facade-N{args.tasks}.png",
+                        f"Facade latency, {args.tasks} tasks in the tenant, {args.seconds:g} s per GET load", latencies)
     print(json.dumps(result, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""The tick benchmark's figure: lateness side by side, and what the operator spends over time.
+"""The benchmarks' figures: lateness side by side, what the operator spends over time, facade latency.
 
 One PNG with four panels, so that a run can be judged at a glance: the
 lateness CDFs (Stan against CronJob), the operator's memory and the CPU of the
@@ -24,17 +24,11 @@ def draw(path: Path, title: str, lateness: dict[str, Sequence[float]], series: d
     figure, ((cdf, memory), (cpu, requests)) = plt.subplots(2, 2, figsize=(14, 9))
     figure.suptitle(title)
 
-    for name, values in lateness.items():
-        ordered = sorted(values)
-        if ordered:
-            cdf.step(ordered, [(index + 1) / len(ordered) for index in range(len(ordered))], where="post",
-                     label=f"{name} (n={len(ordered)})")
+    _cdfs(cdf, lateness)
     cdf.set_xscale("symlog", linthresh=1.0, linscale=2.0)
     cdf.set_xlabel("seconds after the tick (linear below 1 s, log above)")
     cdf.set_ylabel("fraction of runs")
     cdf.set_title("Lateness CDF (CronJob and claim event: 1 s server resolution)")
-    cdf.grid(True, which="both", alpha=0.3)
-    cdf.legend(loc="lower right", fontsize="small")
 
     start = min((samples[0].at for samples in series.values() if samples), default=0.0)
     operator = series.get("operator", [])
@@ -63,3 +57,26 @@ def draw(path: Path, title: str, lateness: dict[str, Sequence[float]], series: d
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def draw_latencies(path: Path, title: str, latencies: dict[str, Sequence[float]]) -> None:
+    """The facade benchmark's figure: one latency CDF per kind of request, in milliseconds."""
+    figure, axis = plt.subplots(figsize=(9, 5.5))
+    _cdfs(axis, {name: [1000 * value for value in values] for name, values in latencies.items()})
+    axis.set_xscale("log")
+    axis.set_xlabel("latency (ms, log)")
+    axis.set_ylabel("fraction of requests")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _cdfs(axis: plt.Axes, samples: dict[str, Sequence[float]]) -> None:
+    for name, values in samples.items():
+        ordered = sorted(values)
+        if ordered:
+            axis.step(ordered, [(index + 1) / len(ordered) for index in range(len(ordered))], where="post",
+                      label=f"{name} (n={len(ordered)})")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(loc="lower right", fontsize="small")
