@@ -12,13 +12,13 @@ nothing of it is recorded. After a restart the stored ``lastScheduledAt`` says
 which ticks were accounted for; the latest missed tick runs once if it is
 within ``startingDeadlineSeconds`` and is recorded as skipped otherwise.
 
-A run starts at its tick and its claim is written alongside: when thousands of
-tasks share a tick their claims queue at the API server for seconds, and the
-runs need not wait in that queue. A run that ends before its claim is sent is
-claimed and recorded in one write. An action's effects must therefore wait for
-nothing but its own work: in-process actions only compute a result, and a
-Job-backed action's Job is named after the tick, so two starts of one tick
-create one Job.
+An in-process run starts at its tick and its claim is written alongside: when
+thousands of tasks share a tick their claims queue at the API server for
+seconds, and the runs need not wait in that queue. A run that ends before its
+claim is sent is claimed and recorded in one write. Such an action's only
+effect is the result it returns, so a cancelled one leaves nothing behind. A
+Job-backed action creates its Job, an effect outside the operator, only once
+its claim is stored.
 """
 from __future__ import annotations
 
