@@ -19,8 +19,8 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_operator import kube
+from stan_operator.index import Key, NamespacedIndex
 
-Key = tuple[str, str]
 WATCH_SECONDS = 300
 RETRY_SECONDS = (0.5, 1, 2, 5)
 STALE_AFTER_SECONDS = 5.0
@@ -44,8 +44,7 @@ class ObjectCache:
         self._api = api
         self._list_call = list_call
         self._list_arguments = list_arguments
-        self._objects: dict[Key, dict] = {}
-        self._by_namespace: dict[str, dict[str, dict]] = {}
+        self._objects: NamespacedIndex[dict] = NamespacedIndex()
         self._changed = asyncio.Condition()
         self.synced = asyncio.Event()
         self._broken_since: float | None = None
@@ -57,7 +56,7 @@ class ObjectCache:
         return self._objects.get((namespace, name))
 
     def in_namespace(self, namespace: str) -> list[dict]:
-        return list(self._by_namespace.get(namespace, {}).values())
+        return list(self._objects.in_namespace(namespace).values())
 
     @property
     def available(self) -> bool:
@@ -90,16 +89,11 @@ class ObjectCache:
         current = self._objects.get(key)
         if current is not None and _version(current) >= _version(body):
             return
-        self._objects[key] = body
-        self._by_namespace.setdefault(key[0], {})[key[1]] = body
+        self._objects.put(key, body)
         await self._notify(body, key)
 
     async def _delete(self, key: Key) -> None:
-        if self._objects.pop(key, None) is not None:
-            namespace = self._by_namespace[key[0]]
-            del namespace[key[1]]
-            if not namespace:
-                del self._by_namespace[key[0]]
+        if self._objects.pop(key) is not None:
             await self._notify(None, key)
 
     async def _notify(self, body: dict | None, key: Key) -> None:
@@ -138,7 +132,7 @@ class ObjectCache:
     async def _relist(self) -> str:
         body = await kube.raw(self._list_call, **self._list_arguments)
         fresh = {key_of(item): item for item in body["items"]}
-        for key in set(self._objects) - set(fresh):
+        for key in set(self._objects.keys()) - set(fresh):
             await self._delete(key)
         for item in fresh.values():
             item.setdefault("metadata", {}).setdefault("namespace", "")

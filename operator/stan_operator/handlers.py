@@ -22,8 +22,8 @@ WATCH_CLIENT_TIMEOUT = 330.0
 LEASE_NAME = "stan-operator"
 GC_THRESHOLDS = (50_000, 20, 10)
 """Fewer, larger young-generation collections than Python's default (700, 10, 10): launching the
-runs of 10,000 tasks that share a tick allocates some 10^5 objects, and the collections that
-triggered with the default took two thirds of the launch time."""
+runs of thousands of tasks that share a tick allocates objects by the hundred thousand, and each
+collection they trigger delays every start that follows it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,8 +43,8 @@ def _without_environment_lookups(api: client.ApiClient) -> client.ApiClient:
     """Look up the environment's proxy for the API server once, not on every request.
 
     kubernetes_asyncio's session trusts the environment, and aiohttp then reads
-    ``~/.netrc`` and the proxy variables on a worker thread for every request:
-    a third of the operator's CPU when thousands of runs share a tick. The
+    ``~/.netrc`` and the proxy variables on a worker thread for every request,
+    the largest share of the operator's CPU when thousands of runs shared a tick. The
     proxy (``HTTPS_PROXY``, ``NO_PROXY``) is still honoured, decided here once.
     """
     rest = api.rest_client

@@ -36,13 +36,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_operator import config, cron, events, ids, kube, models, status, validation
 from stan_operator.actions import Action, Outcome, RunContext, jobs
+from stan_operator.index import Key, NamespacedIndex
 
 UTC = datetime.timezone.utc
 CLAIMS_IN_FLIGHT = 32
 """At a shared tick thousands of tasks are due at once; a few dozen claims in flight keep the API
 server busy without a thousand requests timing out in its queue."""
 log = logging.getLogger(__name__)
-Key = tuple[str, str]
 
 
 def _now() -> datetime.datetime:
@@ -104,8 +104,7 @@ class Scheduler:
         self._config = configuration
         self._actions = actions
         self._clock = clock
-        self._tasks: dict[Key, Task] = {}
-        self._namespaces: dict[str, dict[str, Task]] = {}
+        self._tasks: NamespacedIndex[Task] = NamespacedIndex()
         self._heap: list[tuple[float, int, Key]] = []
         self._sequence = 0
         self._wakeup = asyncio.Event()
@@ -127,8 +126,7 @@ class Scheduler:
             known = Task(namespace=key[0], name=key[1], uid=metadata["uid"], generation=metadata.get("generation", 0),
                          created=datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
                          spec=None, status=models.StanTaskStatus.model_validate(body.get("status") or {}))
-            self._tasks[key] = known
-            self._namespaces.setdefault(known.namespace, {})[known.name] = known
+            self._tasks.put(key, known)
             async with known.lock:
                 await self._reconcile(known, body, first_sight=True)
         request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
@@ -162,22 +160,13 @@ class Scheduler:
             self._push(task)
 
     def forget(self, namespace: str, name: str) -> None:
-        task = self._drop((namespace, name))
+        task = self._tasks.pop((namespace, name))
         if task is not None:
             for run in task.active.values():
                 run.cancel()
 
-    def _drop(self, key: Key) -> Task | None:
-        task = self._tasks.pop(key, None)
-        if task is not None:
-            siblings = self._namespaces[task.namespace]
-            siblings.pop(task.name, None)
-            if not siblings:
-                del self._namespaces[task.namespace]
-        return task
-
     def _statuses(self, namespace: str) -> dict[str, models.StanTaskStatus]:
-        return {name: task.status for name, task in self._namespaces.get(namespace, {}).items()}
+        return {name: task.status for name, task in self._tasks.in_namespace(namespace).items()}
 
     async def _reconcile(self, task: Task, body: dict, *, first_sight: bool) -> None:
         task.generation = body["metadata"].get("generation", 0)
@@ -453,7 +442,7 @@ class Scheduler:
 
     async def _resync(self, task: Task) -> None:
         """Forget what this operator believed of the task and read it afresh."""
-        self._drop(task.key)
+        self._tasks.pop(task.key)
         try:
             body = await kube.custom_objects(self._api).get_namespaced_custom_object(
                 models.GROUP, models.VERSION, task.namespace, models.STAN_TASK.plural, task.name)
