@@ -57,6 +57,8 @@ SHARED_NAMESPACES = "t-*"
 """The session's operator watches these; tests that run operators of their own use other namespaces."""
 
 OPERATOR_CONFIG = {
+    # Tests wait for new keys by polling, and some send bad keys on purpose, all from one address.
+    "limits": {"failedAuthenticationsPerMinute": 100_000},
     "allowSecondSchedules": True,
     "heartbeatMinuteSeconds": 0.2,  # intervalMinutes: 5 runs every second
     "checkTimeoutSeconds": 2,
@@ -227,9 +229,9 @@ class FacadeProcess(ChildProcess):
     what = "the facade"
 
     def __init__(self, name: str = "facade", kubeconfig: Path | None = None,
-                 stan_namespace: str = "stan-system") -> None:
+                 stan_namespace: str = "stan-system", config: dict | None = None) -> None:
         config_path = STATE_DIR / f"{name}.yaml"
-        config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG))
+        config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG if config is None else config))
         self.log_path = STATE_DIR / "logs" / f"{name}.log"
         self.url = f"http://127.0.0.1:{processes.free_port()}"
         env = {**os.environ, "STAN_CONFIG": str(config_path), "PYTHONPATH": str(PLUGINS_DIR),
@@ -263,15 +265,16 @@ class Tenant:
         return {"X-API-Key": self.key}
 
 
-async def new_tenant(api: client.ApiClient, namespace: str,
-                     scopes: tuple[str, ...] = (keys.EXECUTE_SCOPE,)) -> Tenant:
-    """A user whose key's tenant is ``namespace``, issued as `stan apikey create` does."""
-    key, principal = await keystore.issue(api, f"user-{uuid.uuid4().hex[:6]}", list(scopes), namespace)
+async def new_tenant(api: client.ApiClient, namespace: str, scopes: tuple[str, ...] = (keys.EXECUTE_SCOPE,),
+                     shared: bool = False) -> Tenant:
+    """A new user whose key's tenant is ``namespace``, issued as `stan apikey create` does."""
+    key, principal = await keystore.issue(api, f"user-{uuid.uuid4().hex[:6]}", list(scopes), namespace,
+                                          shared=shared)
     return Tenant(namespace=namespace, key=key, key_id=principal.key_id)
 
 
 async def known_to(facade: FacadeProcess, tenant: Tenant) -> Tenant:
-    """The tenant once the facade's key cache has its key (a watch event after the Secret is written)."""
+    """The tenant once the facade's key cache has its key (a watch event after the StanAPIKey is written)."""
     async def accepted() -> bool:
         async with httpx.AsyncClient(base_url=facade.url, timeout=10) as session:
             return (await session.get("/api/v1/stan/heartbeat", headers=tenant.headers)).status_code != 401

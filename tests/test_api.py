@@ -131,7 +131,7 @@ async def test_authentication_and_scope(http: httpx.AsyncClient, tenant: Tenant,
     for headers in ({}, {"X-API-Key": "stan_nope"}, {"X-API-Key": tenant.key[:-1] + "x"}):
         answer = await http.get("/api/v1/stan/tasks", headers=headers)
         assert (answer.status_code, answer.json()) == (401, {"detail": "missing or unknown API key"})
-    reader = await new_tenant(api, namespace, scopes=("stan:read",))
+    reader = await new_tenant(api, namespace, scopes=(), shared=True)
 
     async def known() -> httpx.Response | None:
         answer = await http.get("/api/v1/stan/heartbeat", headers=reader.headers)
@@ -144,7 +144,7 @@ async def test_authentication_and_scope(http: httpx.AsyncClient, tenant: Tenant,
 async def test_a_revoked_key_stops_working_within_seconds(http: httpx.AsyncClient, tenant: Tenant,
                                                           api: client.ApiClient) -> None:
     assert (await http.get("/api/v1/stan/tasks", headers=tenant.headers)).status_code == 200
-    revoked = kubectl("delete", "secret", "-n", "stan-system", f"stan-apikey-{tenant.key_id}")
+    revoked = kubectl("delete", "stanapikey", "-n", "stan-system", tenant.key_id)
     assert revoked.returncode == 0
     started = asyncio.get_running_loop().time()
 

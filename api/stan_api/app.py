@@ -8,18 +8,21 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from stan_api import metrics, schemas
-from stan_api.facade import Conflict, Facade, Invalid, NotFound, TimedOut, Unavailable
+from stan_api import guard, metrics, schemas
+from stan_api.facade import Conflict, Facade, Invalid, NotFound, QuotaExceeded, TimedOut, Unavailable
 from stan_api.routes import heartbeat, tasks
+from stan_operator import config
 
-MAX_BODY_BYTES = 64 * 1024
 ERRORS = {
     400: {"model": schemas.Error, "description": "Malformed request"},
     401: {"model": schemas.Error, "description": "Missing or unknown X-API-Key"},
-    403: {"model": schemas.Error, "description": "The key lacks the stan:execute scope"},
+    403: {"model": schemas.Error, "description": "The key lacks the stan:execute scope, or the tenant is at its "
+                                                 "task quota"},
     413: {"model": schemas.Error, "description": "The body is larger than 64 KiB"},
     422: {"model": schemas.Error, "description": "Invalid input: the field and the reason"},
-    503: {"model": schemas.Error, "description": "The cluster cannot be reached"},
+    429: {"model": schemas.Error, "description": "Too many requests for this key, or too many failed "
+                                                 "authentications from this address; see Retry-After"},
+    503: {"model": schemas.Error, "description": "The cluster cannot be reached, or the facade is at capacity"},
 }
 
 
@@ -37,14 +40,9 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Stan Tasks & Heartbeat API", version="0.1.0", lifespan=lifespan,
                   description="Scheduled tasks and the heartbeat of your Stan tenant. Every /api/v1/stan "
                               "endpoint needs an X-API-Key with the stan:execute scope.")
+    app.add_middleware(guard.Guard, limits=config.load().limits)
     observed = metrics.Metrics()
     app.middleware("http")(observed.middleware)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            return _error(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"the body exceeds {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, error: NotFound) -> JSONResponse:
@@ -54,6 +52,10 @@ def create_app() -> FastAPI:
     async def invalid(request: Request, error: Invalid) -> JSONResponse:
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, [
             {"loc": ["body", *e.field.split(".")], "msg": e.reason, "type": "value_error"} for e in error.errors])
+
+    @app.exception_handler(QuotaExceeded)
+    async def quota_exceeded(request: Request, error: QuotaExceeded) -> JSONResponse:
+        return _error(status.HTTP_403_FORBIDDEN, str(error))
 
     @app.exception_handler(Conflict)
     async def conflict(request: Request, error: Conflict) -> JSONResponse:
@@ -73,7 +75,8 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"].removeprefix("Value error, "), "type": e["type"]}
+                  for e in error.errors()]
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
     for router in (tasks.router, heartbeat.router):

@@ -39,12 +39,15 @@ class ObjectCache:
     """The objects of one kind (in all namespaces, or one), as the API server last told."""
 
     def __init__(self, api: client.ApiClient, name: str, list_call: Callable[..., Awaitable[Any]],
-                 **list_arguments: Any) -> None:
+                 render: Callable[[dict], bytes] | None = None, **list_arguments: Any) -> None:
+        """``render`` turns an object into the JSON a list answer shows of it, once per change."""
         self.name = name
         self._api = api
         self._list_call = list_call
         self._list_arguments = list_arguments
         self._objects: NamespacedIndex[dict] = NamespacedIndex()
+        self._render = render
+        self._rendered: NamespacedIndex[tuple[str, str, bytes]] = NamespacedIndex()
         self._changed = asyncio.Condition()
         self.synced = asyncio.Event()
         self._broken_since: float | None = None
@@ -57,6 +60,13 @@ class ObjectCache:
 
     def in_namespace(self, namespace: str) -> list[dict]:
         return list(self._objects.in_namespace(namespace).values())
+
+    def count(self, namespace: str) -> int:
+        return len(self._objects.in_namespace(namespace))
+
+    def rendered(self, namespace: str) -> bytes:
+        """The namespace's rendered objects as a JSON array, oldest first (then by name)."""
+        return b"[" + b",".join(json for *_, json in sorted(self._rendered.in_namespace(namespace).values())) + b"]"
 
     @property
     def available(self) -> bool:
@@ -90,10 +100,13 @@ class ObjectCache:
         if current is not None and _version(current) >= _version(body):
             return
         self._objects.put(key, body)
+        if self._render is not None:
+            self._rendered.put(key, (body["metadata"].get("creationTimestamp", ""), key[1], self._render(body)))
         await self._notify(body, key)
 
     async def _delete(self, key: Key) -> None:
         if self._objects.pop(key) is not None:
+            self._rendered.pop(key)
             await self._notify(None, key)
 
     async def _notify(self, body: dict | None, key: Key) -> None:

@@ -1,7 +1,7 @@
 """The facade's state and its domain errors: one object that routes and domain functions share.
 
-It owns the API client and the watch-backed caches (tasks, heartbeats, key
-Secrets). Domain functions raise the errors below; the app turns them into
+It owns the API client and the watch-backed caches (tasks, heartbeats, API
+keys). Domain functions raise the errors below; the app turns them into
 HTTP answers, so the functions stay callable without HTTP.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_api import auth, cache, keys
+from stan_api import auth, cache, keystore, views
 from stan_operator import config, kube, models, validation
 
 WRITE_WAIT_SECONDS = 5.0
@@ -51,6 +51,10 @@ class Invalid(Exception):
         self.errors = errors
 
 
+class QuotaExceeded(Exception):
+    """The tenant holds as many tasks as it may."""
+
+
 class Conflict(Exception):
     """Others kept changing the object for longer than the retries last."""
 
@@ -69,6 +73,8 @@ def translate(error: ApiException) -> Exception:
         return NotFound()
     if error.status in (400, 422):
         return Invalid([validation.FieldError("spec", _message(error))])
+    if error.status == 403 and "exceeded quota" in _message(error):
+        return QuotaExceeded(_message(error))
     return Unavailable(f"the cluster answered {error.status} {error.reason}")
 
 
@@ -96,8 +102,9 @@ class Facade:
     configuration: config.OperatorConfig
     tasks: cache.ObjectCache
     heartbeats: cache.ObjectCache
-    key_secrets: cache.ObjectCache
+    api_keys: cache.ObjectCache
     keys: auth.KeyIndex
+    uses: auth.UseRecorder
     background: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     write_wait_seconds: float = WRITE_WAIT_SECONDS
     operator_answer_seconds: float = OPERATOR_ANSWER_SECONDS
@@ -108,29 +115,32 @@ class Facade:
         objects = kube.custom_objects(api)
         facade = cls(
             api=api, configuration=config.load(),
-            tasks=cache.ObjectCache(api, "stantasks", objects.list_cluster_custom_object, group=models.GROUP,
-                                    version=models.VERSION, plural=models.STAN_TASK.plural),
+            tasks=cache.ObjectCache(api, "stantasks", objects.list_cluster_custom_object, render=views.summary_json,
+                                    group=models.GROUP, version=models.VERSION, plural=models.STAN_TASK.plural),
             heartbeats=cache.ObjectCache(api, "stanheartbeats", objects.list_cluster_custom_object,
                                          group=models.GROUP, version=models.VERSION,
                                          plural=models.STAN_HEARTBEAT.plural),
-            key_secrets=cache.ObjectCache(api, "api keys", client.CoreV1Api(api).list_namespaced_secret,
-                                          namespace=config.own_namespace(), label_selector=f"{keys.LABEL}=true"),
+            api_keys=cache.ObjectCache(api, "api keys", objects.list_namespaced_custom_object, group=models.GROUP,
+                                       version=models.VERSION, namespace=config.own_namespace(),
+                                       plural=models.STAN_API_KEY.plural),
             keys=auth.KeyIndex(),
+            uses=auth.UseRecorder(lambda key_id, at: keystore.record_use(api, key_id, at)),
         )
-        facade.key_secrets.listen(facade.keys.on_change)
-        for watched in (facade.tasks, facade.heartbeats, facade.key_secrets):
+        facade.api_keys.listen(facade.keys.on_change)
+        for watched in (facade.tasks, facade.heartbeats, facade.api_keys):
             facade.background.append(asyncio.create_task(watched.run(), name=f"cache-{watched.name}"))
         return facade
 
     @property
     def ready(self) -> bool:
-        return all(watched.available for watched in (self.tasks, self.heartbeats, self.key_secrets))
+        return all(watched.available for watched in (self.tasks, self.heartbeats, self.api_keys))
 
     def require_cluster(self) -> None:
         if not self.ready:
             raise Unavailable("the cluster cannot be reached right now")
 
     async def stop(self) -> None:
+        self.uses.stop()
         for task in self.background:
             task.cancel()
         await self.api.close()

@@ -2,7 +2,8 @@
 
 A tenant without a StanHeartbeat yet reads the configured defaults; the first
 PUT or run creates the object. A run is asked for through the resource (an
-annotation carrying a request id) and answered by the operator in status.
+annotation carrying a request id) and answered by the operator in status; a
+run asked for while one is in flight joins it instead of starting another.
 """
 from __future__ import annotations
 
@@ -34,8 +35,20 @@ def get_heartbeat(facade: Facade, namespace: str) -> schemas.Heartbeat:
     return _answer(_spec(facade, facade.heartbeats.get(namespace, models.HEARTBEAT_NAME)))
 
 
+def _pending_request(body: dict | None) -> str | None:
+    """The run request the operator has not answered yet, if any."""
+    if body is None:
+        return None
+    asked = (body["metadata"].get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
+    answered = (body.get("status") or {}).get("runRequest")
+    return asked if asked and asked != answered else None
+
+
 async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations: dict[str, str]) -> dict:
-    """Create the tenant's StanHeartbeat (from the defaults) or patch it, under a resourceVersion precondition."""
+    """Create the tenant's StanHeartbeat (from the defaults) or patch it, under a resourceVersion precondition.
+
+    A run request (in ``annotations``) is not written while another is pending: the object is
+    returned as it is, and its pending request is the one to wait for."""
     objects = kube.custom_objects(facade.api)
 
     async def attempt() -> dict:
@@ -46,6 +59,8 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
             if error.status != 404:
                 raise
             current = None
+        if models.RUN_REQUEST_ANNOTATION in annotations and _pending_request(current):
+            return current
         merged = {**_spec(facade, current).model_dump(mode="json"), **spec_changes}
         _, errors = validation.heartbeat_spec(merged)
         if errors:
@@ -75,9 +90,9 @@ async def update_heartbeat(facade: Facade, namespace: str, request: schemas.Hear
 async def run_heartbeat(facade: Facade, namespace: str) -> schemas.HeartbeatRun:
     """Ask the operator for a run and wait for its results (fresh: started after the request)."""
     facade.require_cluster()
-    request = uuid.uuid4().hex
     asked_at = datetime.datetime.now(datetime.timezone.utc)
-    await _write(facade, namespace, {}, {models.RUN_REQUEST_ANNOTATION: request})
+    stored = await _write(facade, namespace, {}, {models.RUN_REQUEST_ANNOTATION: uuid.uuid4().hex})
+    request = stored["metadata"]["annotations"][models.RUN_REQUEST_ANNOTATION]
 
     def answered(body: dict | None) -> bool:
         status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})

@@ -1,29 +1,34 @@
 """API keys: long random secrets with a recognisable prefix, stored only as a hash.
 
 A key reads ``stan_<key id>_<secret>``. The key id is public and names the
-Secret that holds the key's SHA-256 hash, its user, tenant namespace and
-scopes; the secret part is compared in constant time against the hash. The
-Secrets live in Stan's own namespace, labelled so the facade can watch them.
+StanAPIKey object, in Stan's own namespace, that holds the SHA-256 of the
+secret part with the key's user, tenant namespace, scopes and expiry; the
+secret part is compared in constant time against the hash. Keys are a kind of
+their own so that RBAC can grant the facade exactly them and no Secret.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import hashlib
-import base64
 import hmac
 import re
 import secrets
 import string
 
+import pydantic
+
 from stan_operator import models
 
 PREFIX = "stan_"
-LABEL = "stan.dev/api-key"
-SECRET_PREFIX = "stan-apikey-"
 EXECUTE_SCOPE = "stan:execute"
+KNOWN_SCOPES = (EXECUTE_SCOPE,)
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _KEY = re.compile(r"^stan_([a-z0-9]{10})_([A-Za-z0-9_-]{43})$")
+_USER = re.compile(r"^[a-z0-9]([a-z0-9-]{0,56}[a-z0-9])?$")
+USER_RULE = ("a user name is 1 to 58 lowercase letters, digits and '-', starting and ending with a letter or "
+             "digit, so that each user has a tenant namespace of its own: stan-<user>")
+TENANT_PREFIX = "stan-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,11 @@ class Principal:
     namespace: str
     scopes: frozenset[str]
     created_at: str
+    expires_at: datetime.datetime | None = None
+    last_used_at: datetime.datetime | None = None
+
+    def expired(self, now: datetime.datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,24 +64,23 @@ def new_key() -> tuple[str, str, str]:
     return f"{PREFIX}{key_id}_{secret}", key_id, _digest(secret)
 
 
-def secret_manifest(key_id: str, digest: str, user: str, namespace: str, scopes: list[str]) -> dict:
-    now = models.format_timestamp(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0))
-    return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": SECRET_PREFIX + key_id, "labels": {LABEL: "true"}},
-        "stringData": {"keyId": key_id, "sha256": digest, "user": user, "namespace": namespace,
-                       "scopes": " ".join(scopes), "createdAt": now},
-    }
+def manifest(key_id: str, spec: models.StanAPIKeySpec) -> dict:
+    return {"apiVersion": models.API_VERSION, "kind": models.STAN_API_KEY.kind,
+            "metadata": {"name": key_id}, "spec": spec.model_dump(mode="json", exclude_none=True)}
 
 
-def parse_secret(secret: dict) -> StoredKey | None:
-    """The key a Secret stores, or None when it is not a well-formed key Secret."""
-    data = {name: base64.b64decode(value).decode() for name, value in (secret.get("data") or {}).items()}
-    if not {"keyId", "sha256", "user", "namespace", "scopes"} <= data.keys():
+def parse(body: dict) -> StoredKey | None:
+    """The key a StanAPIKey object stores, or None when it is not a well-formed one."""
+    try:
+        spec = models.StanAPIKeySpec.model_validate(body.get("spec") or {})
+        status = models.StanAPIKeyStatus.model_validate(body.get("status") or {})
+    except pydantic.ValidationError:
         return None
-    principal = Principal(key_id=data["keyId"], user=data["user"], namespace=data["namespace"],
-                          scopes=frozenset(data["scopes"].split()), created_at=data.get("createdAt", ""))
-    return StoredKey(principal=principal, digest=data["sha256"])
+    metadata = body["metadata"]
+    principal = Principal(key_id=metadata["name"], user=spec.user, namespace=spec.tenant,
+                          scopes=frozenset(spec.scopes), created_at=metadata.get("creationTimestamp", ""),
+                          expires_at=spec.expiresAt, last_used_at=status.lastUsedAt)
+    return StoredKey(principal=principal, digest=spec.sha256)
 
 
 def split(key: str) -> tuple[str, str] | None:
@@ -84,7 +93,19 @@ def matches(stored: StoredKey, secret: str) -> bool:
     return hmac.compare_digest(stored.digest, _digest(secret))
 
 
+def check_user(user: str) -> None:
+    """Refuse a user name that would not map one-to-one onto its tenant namespace."""
+    if not _USER.match(user):
+        raise ValueError(f"invalid user name {user!r}: {USER_RULE}")
+
+
+def check_scopes(scopes: list[str]) -> None:
+    unknown = sorted(set(scopes) - set(KNOWN_SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"known scopes: {', '.join(KNOWN_SCOPES)}")
+
+
 def tenant_namespace(user: str) -> str:
-    """The namespace a user's tenant gets by default: ``stan-`` and the user, as a DNS label."""
-    label = re.sub(r"[^a-z0-9-]+", "-", user.lower()).strip("-")
-    return ("stan-" + label)[:63].rstrip("-")
+    """The namespace a user's tenant gets by default; one-to-one, as ``check_user`` ensures."""
+    return TENANT_PREFIX + user

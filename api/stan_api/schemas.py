@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from stan_operator import models
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=253), models.PRINTABLE]
 
 
 class Body(BaseModel):
@@ -107,7 +107,8 @@ class Heartbeat(BaseModel):
 
 class HeartbeatUpdate(Body):
     enabled: bool | None = None
-    checks: list[Text] | None = None
+    checks: list[Text] | None = Field(default=None, max_length=models.MAX_CHECKS,
+                                      description="Each check at most once.")
     intervalMinutes: int | None = Field(default=None, ge=5, le=10080, description="Minimum: 5.")
 
 

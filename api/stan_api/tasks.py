@@ -11,34 +11,11 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from stan_api import schemas
-from stan_api.facade import Facade, Invalid, NotFound, TimedOut, retrying_conflicts, talking_to_cluster
+from stan_api import schemas, views
+from stan_api.facade import (Facade, Invalid, NotFound, QuotaExceeded, TimedOut, retrying_conflicts,
+                             talking_to_cluster)
 from stan_operator import cron, ids, kube, models, validation
 from stan_operator.actions import registry
-
-
-def _task_status(body: dict) -> models.StanTaskStatus:
-    return models.StanTaskStatus.model_validate(body.get("status") or {})
-
-
-def _state(body: dict, status: models.StanTaskStatus) -> str:
-    return status.status or ("paused" if body["spec"].get("paused") else "active")
-
-
-def summary(body: dict) -> schemas.TaskSummary:
-    spec = body["spec"]
-    return schemas.TaskSummary(id=ids.task_id(body["metadata"]["name"]), name=spec["name"], action=spec["action"],
-                               schedule=spec["schedule"], modelId=spec["modelId"],
-                               status=_state(body, _task_status(body)))
-
-
-def full(body: dict) -> schemas.Task:
-    spec = body["spec"]
-    status = _task_status(body)
-    return schemas.Task(**summary(body).model_dump(),
-                        createdAt=datetime.datetime.fromisoformat(body["metadata"]["creationTimestamp"]),
-                        lastRunAt=status.lastRunAt, nextRunAt=status.nextRunAt,
-                        timeZone=spec.get("timeZone", "UTC"), concurrencyPolicy=spec.get("concurrencyPolicy", "Allow"))
 
 
 def _body(facade: Facade, namespace: str, task_id: str) -> dict:
@@ -50,18 +27,18 @@ def _body(facade: Facade, namespace: str, task_id: str) -> dict:
     return body
 
 
-def list_tasks(facade: Facade, namespace: str) -> list[schemas.TaskSummary]:
+def list_tasks_json(facade: Facade, namespace: str) -> bytes:
+    """The tenant's task summaries, oldest first, as the JSON array the contract answers."""
     facade.require_cluster()
-    ordered = sorted(facade.tasks.in_namespace(namespace), key=lambda body: body["metadata"]["creationTimestamp"])
-    return [summary(body) for body in ordered]
+    return facade.tasks.rendered(namespace)
 
 
 def get_task(facade: Facade, namespace: str, task_id: str) -> schemas.Task:
-    return full(_body(facade, namespace, task_id))
+    return views.full(_body(facade, namespace, task_id))
 
 
 def recent_runs(facade: Facade, namespace: str, task_id: str) -> list[schemas.Run]:
-    status = _task_status(_body(facade, namespace, task_id))
+    status = views.task_status(_body(facade, namespace, task_id))
     return [schemas.Run.model_validate(run.model_dump()) for run in status.recentRuns]
 
 
@@ -76,10 +53,19 @@ def _validated(facade: Facade, spec: dict) -> None:
         raise Invalid(errors)
 
 
+def _within_quota(facade: Facade, namespace: str) -> None:
+    """The configured bound on a tenant's tasks, counted in the cache: concurrent creates may pass it by
+    a few; a ResourceQuota on count/stantasks.stan.dev is the exact bound."""
+    quota = facade.configuration.limits.tasksPerTenant
+    if quota is not None and facade.tasks.count(namespace) >= quota:
+        raise QuotaExceeded(f"the tenant has {quota} tasks, as many as it may have; delete one first")
+
+
 async def create_task(facade: Facade, namespace: str, request: schemas.TaskCreate) -> schemas.Task:
     spec = request.model_dump(mode="json", exclude_none=True)
     _validated(facade, spec)
     facade.require_cluster()
+    _within_quota(facade, namespace)
     manifest = {"apiVersion": models.API_VERSION, "kind": models.STAN_TASK.kind,
                 "metadata": {"name": ids.new_object_name()}, "spec": spec}
     with talking_to_cluster():
@@ -87,7 +73,7 @@ async def create_task(facade: Facade, namespace: str, request: schemas.TaskCreat
             models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, manifest)
     await facade.tasks.remember(created)
     scheduled = await _observed(facade, created)
-    task = full(scheduled)
+    task = views.full(scheduled)
     if task.nextRunAt is None and not spec.get("paused"):
         # The operator has not answered yet: the same function it uses says when the task runs next.
         task.nextRunAt = cron.next_tick(spec["schedule"], spec.get("timeZone", "UTC"),
@@ -102,7 +88,7 @@ async def _observed(facade: Facade, written: dict) -> dict:
     generation = written["metadata"].get("generation", 1)
 
     def taken_in(body: dict | None) -> bool:
-        return body is None or (_task_status(body).observedGeneration or 0) >= generation
+        return body is None or (views.task_status(body).observedGeneration or 0) >= generation
 
     try:
         body = await facade.tasks.wait_for(namespace, name, taken_in, facade.write_wait_seconds)
@@ -142,7 +128,7 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
     await facade.tasks.remember(stored)
 
     def started(body: dict | None) -> bool:
-        return body is None or _task_status(body).lastRunRequest == request
+        return body is None or views.task_status(body).lastRunRequest == request
 
     try:
         body = await facade.tasks.wait_for(namespace, name, started, facade.operator_answer_seconds)
@@ -151,7 +137,7 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
                        "is it running?") from None
     if body is None:
         raise NotFound()
-    run = _task_status(body).lastRun
+    run = views.task_status(body).lastRun
     assert run is not None
     return schemas.RunTriggered(runId=run.runId, result=run.result, message=run.message)
 

@@ -18,20 +18,53 @@ from stan_operator import models
 
 
 class JobAction(models.Model):
-    """A container that a tick runs as a batch/v1 Job."""
+    """A container that a tick runs as a batch/v1 Job.
 
-    image: str = Field(min_length=1)
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
-    env: list[dict[str, Any]] = Field(default_factory=list, description="core/v1 EnvVar objects.")
+    Its image is code from elsewhere running in a tenant's namespace, so by default it gets the
+    restricted Pod Security Standard and no API credential; an action that needs more says so here."""
+
+    image: str = Field(min_length=1, description="The container image.")
+    command: list[str] = Field(default_factory=list, description="The entrypoint; empty keeps the image's.")
+    args: list[str] = Field(default_factory=list, description="Its arguments; empty keeps the image's.")
+    env: list[dict[str, Any]] = Field(
+        default_factory=list, description="core/v1 EnvVar objects, after STAN_TASK_ID, STAN_ACTION, STAN_MODEL_ID, "
+                                          "STAN_SCHEDULED_AT and STAN_RUN_ID.")
     resources: dict[str, Any] = Field(default_factory=dict, description="core/v1 ResourceRequirements.")
-    backoffLimit: int = Field(default=0, ge=0)
-    activeDeadlineSeconds: int | None = Field(default=None, ge=1)
+    backoffLimit: int = Field(default=0, ge=0, description="Retries before the run counts as failed.")
+    activeDeadlineSeconds: int | None = Field(
+        default=None, ge=1, description="The run fails when the Job runs longer; null for no limit.")
+    securityContext: dict[str, Any] = Field(
+        default_factory=lambda: {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        description="core/v1 SecurityContext of the container, replacing the default as a whole. The default is "
+                    "the restricted Pod Security Standard's, so the image must run as a non-root user: a numeric "
+                    "USER in the image, or runAsUser here.")
+    automountServiceAccountToken: bool = Field(
+        default=False,
+        description="Mount the token of the namespace's default ServiceAccount into the Pod. Off: an action that "
+                    "does not call the Kubernetes API should hold no credential for it.")
 
 
 class CatalogModel(models.Model):
     id: str = Field(min_length=1)
     healthUrl: str | None = None
+
+
+class Limits(models.Model):
+    """What one client or tenant may ask of the REST facade; the defaults are never met by a real client."""
+
+    maxConcurrentRequests: int = Field(
+        default=64, ge=1, description="Requests the facade serves at once; more wait for a place.")
+    requestsPerSecondPerKey: float = Field(
+        default=50.0, gt=0, description="Each API key's sustained rate; above it the answer is 429.")
+    burstPerKey: int = Field(default=200, ge=1, description="Requests an API key may make at once after a pause.")
+    failedAuthenticationsPerMinute: int = Field(
+        default=30, ge=1,
+        description="Failed authentications one client address may make in a minute before it gets 429.")
+    tasksPerTenant: int | None = Field(
+        default=1000, ge=1,
+        description="StanTasks a tenant may create through the REST API; null for no limit. "
+                    "For kubectl, a ResourceQuota on count/stantasks.stan.dev sets the same bound.")
 
 
 class OperatorConfig(models.Model):
@@ -46,6 +79,7 @@ class OperatorConfig(models.Model):
     heartbeatMinuteSeconds: float = Field(
         default=60.0, gt=0,
         description="The length of one minute of intervalMinutes; tests shorten it.")
+    limits: Limits = Field(default_factory=Limits, description="Rate limits and quotas of the REST facade.")
 
 
 DEFAULT_NAMESPACE = "stan-system"

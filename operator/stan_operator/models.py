@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
@@ -37,6 +38,24 @@ def _in_utc(value: datetime.datetime) -> datetime.datetime:
 
 Timestamp = Annotated[datetime.datetime, AfterValidator(_in_utc),
                       PlainSerializer(format_timestamp, return_type=str, when_used="json")]
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 control characters and the bidirectional embeddings, overrides and isolates: text with
+them can rewrite a terminal (ANSI escapes), forge lines in logs, or display other than it reads."""
+
+
+def _printable(value: str) -> str:
+    found = _UNPRINTABLE.search(value)
+    if found:
+        raise ValueError(f"must not contain control or bidirectional-override characters "
+                         f"(U+{ord(found.group()):04X} at position {found.start()})")
+    return value
+
+
+PRINTABLE = AfterValidator(_printable)
+Text = Annotated[str, PRINTABLE]
+"""Every text field a person writes: any Unicode but what cannot be shown as it reads."""
 
 
 class Model(BaseModel):
@@ -72,12 +91,12 @@ class Condition(Model):
 
 
 class StanTaskSpec(Model):
-    name: str = Field(min_length=1, max_length=253, description="Human-readable task name.")
-    action: str = Field(min_length=1, max_length=253, description="Stan action to run on each tick.")
-    schedule: str = Field(min_length=1, max_length=253, description="Cron expression controlling when the task runs.")
-    modelId: str = Field(min_length=1, max_length=253, description="Model used to execute the task.")
+    name: Text = Field(min_length=1, max_length=253, description="Human-readable task name.")
+    action: Text = Field(min_length=1, max_length=253, description="Stan action to run on each tick.")
+    schedule: Text = Field(min_length=1, max_length=253, description="Cron expression controlling when the task runs.")
+    modelId: Text = Field(min_length=1, max_length=253, description="Model used to execute the task.")
     paused: bool = Field(default=False, description="A paused task keeps its configuration but does not fire.")
-    timeZone: str = Field(default="UTC", min_length=1, max_length=64,
+    timeZone: Text = Field(default="UTC", min_length=1, max_length=64,
                           description="IANA time zone the schedule is read in, e.g. Europe/Berlin.")
     concurrencyPolicy: ConcurrencyPolicy = Field(
         default=ConcurrencyPolicy.ALLOW,
@@ -116,10 +135,15 @@ class StanTaskStatus(Model):
     observedGeneration: int | None = None
 
 
+MAX_CHECKS = 64
+"""A bound on the checks list whatever the registry holds, so no spec can grow toward etcd's object limit."""
+
+
 class StanHeartbeatSpec(Model):
     enabled: bool = Field(default=True, description="Whether the heartbeat runs on its interval.")
-    checks: list[str] = Field(default_factory=lambda: ["workflows", "deployments", "credits"],
-                              description="Check names to run each tick.")
+    checks: list[Annotated[Text, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=lambda: ["workflows", "deployments", "credits"], max_length=MAX_CHECKS,
+        description="Check names to run each tick, each at most once.")
     intervalMinutes: int = Field(default=30, ge=5, le=10080, description="Run interval in minutes (minimum: 5).")
 
 
@@ -146,6 +170,24 @@ class StanHeartbeatStatus(Model):
     runRequest: str | None = Field(default=None, description="The on-demand run request these results answer.")
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None
+
+
+class StanAPIKeySpec(Model):
+    """An API key of the REST facade: who it speaks for, and the SHA-256 of its secret part.
+
+    Keys are a kind of their own, not Secrets, so that the facade is granted these objects and no
+    Secret at all; the stored hash of a 256-bit random secret reveals nothing that authenticates."""
+
+    user: Text = Field(min_length=1, max_length=58, description="The user the key belongs to.")
+    tenant: Text = Field(min_length=1, max_length=63, description="The namespace the key's requests act in.")
+    scopes: list[Text] = Field(default_factory=list, description="What the key may do, e.g. stan:execute.")
+    sha256: str = Field(pattern="^[0-9a-f]{64}$", description="Hex SHA-256 of the key's secret part.")
+    expiresAt: Timestamp | None = Field(default=None, description="After this instant the key is refused.")
+
+
+class StanAPIKeyStatus(Model):
+    lastUsedAt: Timestamp | None = Field(
+        default=None, description="The key's latest use, written at most once a minute per key.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +254,19 @@ STAN_HEARTBEAT = Resource(
     ),
 )
 
-RESOURCES = (STAN_TASK, STAN_HEARTBEAT)
+STAN_API_KEY = Resource(
+    kind="StanAPIKey", plural="stanapikeys", short_names=("sak",),
+    spec=StanAPIKeySpec, status=StanAPIKeyStatus,
+    columns=(
+        PrinterColumn("User", ".spec.user"),
+        PrinterColumn("Tenant", ".spec.tenant"),
+        PrinterColumn("Expires", ".spec.expiresAt"),
+        PrinterColumn("Last Used", ".status.lastUsedAt", "date"),
+        AGE,
+    ),
+)
+
+RESOURCES = (STAN_TASK, STAN_HEARTBEAT, STAN_API_KEY)
 
 RUN_REQUEST_ANNOTATION = "stan.dev/run-request"
 """Set to a new id on a StanTask or StanHeartbeat to ask the operator for a run now; status answers it."""

@@ -12,8 +12,8 @@ NOT_FOUND = {404: {"model": schemas.Error, "description": "No such task for this
 
 
 @router.get("/tasks", response_model=list[schemas.TaskSummary], summary="List all scheduled tasks")
-async def list_tasks(facade: State, tenant: Tenant) -> list[schemas.TaskSummary]:
-    return tasks.list_tasks(facade, tenant.namespace)
+async def list_tasks(facade: State, tenant: Tenant) -> Response:
+    return Response(tasks.list_tasks_json(facade, tenant.namespace), media_type="application/json")
 
 
 @router.post("/tasks", response_model=schemas.Task, status_code=status.HTTP_201_CREATED,
@@ -23,8 +23,8 @@ async def create_task(facade: State, tenant: Tenant, body: schemas.TaskCreate) -
 
 
 @router.get("/tasks/{id}", response_model=schemas.Task, responses=NOT_FOUND, summary="Get a scheduled task")
-async def get_task(facade: State, tenant: Tenant, id: str) -> schemas.Task:
-    return tasks.get_task(facade, tenant.namespace, id)
+async def get_task(facade: State, tenant: Tenant, id: str) -> Response:
+    return Response(tasks.get_task(facade, tenant.namespace, id).model_dump_json(), media_type="application/json")
 
 
 @router.put("/tasks/{id}", response_model=schemas.Updated, responses=NOT_FOUND, summary="Update a scheduled task")
