@@ -4,10 +4,12 @@ Reads are served from the watch-backed cache, so GET and list should cost the
 same whatever the API server is doing; creates go to the API server and wait
 for the operator's first status. One run starts its own control plane,
 operator and facade, creates the tasks through the API (measuring POST), then
-sends GET /tasks and GET /tasks/{id} at a fixed rate from this process, an
-open loop: requests leave on schedule whether or not earlier ones answered.
+sends GET /tasks/{id} and, beside it, GET /tasks at fixed rates from this
+process, an open loop: requests leave on schedule whether or not earlier ones
+answered. The facade runs with its default limits; the load is spread over a
+few API keys of one tenant, as each key's rate limit expects of a busy client.
 
-    .venv/bin/python -m bench.facade [--tasks 1000] [--rate 200] [--seconds 20]
+    .venv/bin/python -m bench.facade [--tasks 1000] [--rate 200] [--list-rate 20] [--seconds 20] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -50,14 +52,16 @@ async def timed(http: httpx.AsyncClient, method: str, path: str, **kwargs: objec
     return time.perf_counter() - started, answer.status_code
 
 
-async def steady(http: httpx.AsyncClient, paths: list[str], headers: dict[str, str], rate: float,
+async def steady(http: httpx.AsyncClient, paths: list[str], keys: list[dict[str, str]], rate: float,
                  seconds: float) -> tuple[dict, list[float]]:
-    """Send ``rate`` requests a second for ``seconds`` on a fixed schedule: the figures, and every latency."""
+    """Send ``rate`` requests a second for ``seconds`` on a fixed schedule, taking the keys in turn:
+    the figures, and every latency."""
     pending = []
     start = time.perf_counter()
     for index in range(int(rate * seconds)):
         await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
-        pending.append(asyncio.create_task(timed(http, "GET", random.choice(paths), headers=headers)))
+        pending.append(asyncio.create_task(timed(http, "GET", random.choice(paths),
+                                                 headers=keys[index % len(keys)])))
     answers = await asyncio.gather(*pending)
     elapsed = time.perf_counter() - start
     errors = sum(1 for _, code in answers if code != 200)
@@ -80,8 +84,10 @@ async def run(args: argparse.Namespace) -> tuple[dict, dict[str, list[float]]]:
     try:
         api = await kube.api_client()
         async with api:
-            key, principal = await keystore.issue(api, "bench", ["stan:execute"], None)
-        headers = {"X-API-Key": key}
+            issued = [await keystore.issue(api, "bench", ["stan:execute"], None) for _ in range(args.keys + 1)]
+        principal = issued[0][1]
+        keys = [{"X-API-Key": key} for key, _ in issued]
+        get_keys, list_keys = keys[:-1], keys[-1:]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
                                      limits=httpx.Limits(max_connections=200)) as http:
             while True:
@@ -94,26 +100,28 @@ async def run(args: argparse.Namespace) -> tuple[dict, dict[str, list[float]]]:
             print(f"==> creating {args.tasks} tasks through the API, 8 at a time", flush=True)
             gate = asyncio.Semaphore(8)
 
-            async def create() -> tuple[float, int]:
+            async def create(index: int) -> tuple[float, int]:
                 async with gate:
-                    return await timed(http, "POST", "/api/v1/stan/tasks", json=TASK, headers=headers)
+                    return await timed(http, "POST", "/api/v1/stan/tasks", json=TASK,
+                                       headers=keys[index % len(keys)])
 
-            created = await asyncio.gather(*(create() for _ in range(args.tasks)))
-            listed = (await http.get("/api/v1/stan/tasks", headers=headers)).json()
+            created = await asyncio.gather(*(create(index) for index in range(args.tasks)))
+            listed = (await http.get("/api/v1/stan/tasks", headers=list_keys[0])).json()
             ids = [f"/api/v1/stan/tasks/{task['id']}" for task in listed]
-            print(f"==> {len(ids)} tasks; GET /tasks/{{id}} at {args.rate}/s, GET /tasks at {args.list_rate}/s, "
-                  f"{args.seconds}s each", flush=True)
             posted = [latency for latency, _ in created]
-            get_task, got = await steady(http, ids, headers, args.rate, args.seconds)
-            list_tasks, lists = await steady(http, ["/api/v1/stan/tasks"], headers, args.list_rate, args.seconds)
-            result = {
-                "tasks": len(ids), "tenant": principal.namespace,
-                "post_tasks": {**percentiles(posted), "errors": sum(1 for _, code in created if code != 201)},
-                "get_task": get_task, "list_tasks": list_tasks,
-            }
-            latencies = {f"GET /tasks/{{id}} at {args.rate:g}/s": got,
-                         f"GET /tasks ({len(ids)} tasks) at {args.list_rate:g}/s": lists,
-                         "POST /tasks, 8 in flight": posted}
+            result = {"tasks": len(ids), "tenant": principal.namespace, "keys": len(keys),
+                      "post_tasks": {**percentiles(posted), "errors": sum(1 for _, code in created if code != 201)},
+                      "runs": []}
+            latencies = {"POST /tasks, 8 in flight": posted}
+            for repeat in range(1, args.repeats + 1):
+                print(f"==> run {repeat}: {len(ids)} tasks; GET /tasks/{{id}} at {args.rate:g}/s beside GET /tasks "
+                      f"at {args.list_rate:g}/s for {args.seconds:g}s", flush=True)
+                (get_task, got), (list_tasks, lists) = await asyncio.gather(
+                    steady(http, ids, get_keys, args.rate, args.seconds),
+                    steady(http, ["/api/v1/stan/tasks"], list_keys, args.list_rate, args.seconds))
+                result["runs"].append({"get_task": get_task, "list_tasks": list_tasks})
+                latencies[f"GET /tasks/{{id}} at {args.rate:g}/s, run {repeat}"] = got
+                latencies[f"GET /tasks ({len(ids)} tasks) at {args.list_rate:g}/s, run {repeat}"] = lists
     finally:
         processes.stop(facade)
         processes.stop(operator)
@@ -128,12 +136,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list-rate", type=float, default=20.0,
                         help="GET /tasks requests per second (each answers every task of the tenant)")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of the two loads side by side")
+    parser.add_argument("--keys", type=int, default=5,
+                        help="API keys the GET /tasks/{id} load is spread over (the list load has one more)")
     args = parser.parse_args(argv)
     result, latencies = asyncio.run(run(args))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"facade-N{args.tasks}.json").write_text(json.dumps(result, indent=2))
     plot.draw_latencies(RESULTS / f"facade-N{args.tasks}.png",
-                        f"Facade latency, {args.tasks} tasks in the tenant, {args.seconds:g} s per GET load", latencies)
+                        f"Facade latency, {args.tasks} tasks in the tenant, {args.seconds:g} s per run, both loads "
+                        "side by side", latencies)
     print(json.dumps(result, indent=2))
 
 

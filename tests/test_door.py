@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -231,3 +232,12 @@ async def test_requests_beyond_the_concurrency_bound_wait_then_get_503(
         assert turned_away.status_code == 503 and turned_away.headers["Retry-After"] == "1", turned_away.text
         assert guard.PLACE_WAIT_SECONDS <= waited < guard.PLACE_WAIT_SECONDS + 2
         assert [answer.status_code for answer in await asyncio.gather(*holders)] == [422] * 8
+
+
+async def test_kubectl_apply_of_control_characters_is_refused_naming_the_field(tenant: Tenant,
+                                                                               tmp_path: Path) -> None:
+    manifest = {"apiVersion": models.API_VERSION, "kind": models.STAN_TASK.kind,
+                "metadata": {"name": "escape", "namespace": tenant.namespace},
+                "spec": {**TASK, "name": "\x1b]0;owned\x07 report"}}
+    said = kubectl_apply_refused(tmp_path, json.dumps(manifest))
+    assert "name: must not contain control or bidirectional-override characters (U+001B at position 0)" in said, said

@@ -42,7 +42,7 @@ def create_app() -> FastAPI:
                               "endpoint needs an X-API-Key with the stan:execute scope.")
     app.add_middleware(guard.Guard, limits=config.load().limits)
     observed = metrics.Metrics()
-    app.middleware("http")(observed.middleware)
+    app.add_middleware(observed.middleware)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, error: NotFound) -> JSONResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import json
 import math
 import time
@@ -48,6 +49,10 @@ class RateLimiter:
         self.capacity = capacity
         self._buckets: dict[str, TokenBucket] = {}
 
+    def __len__(self) -> int:
+        """How many clients are tracked."""
+        return len(self._buckets)
+
     def _bucket(self, who: str, now: float) -> TokenBucket:
         bucket = self._buckets.get(who)
         if bucket is None:
@@ -59,10 +64,14 @@ class RateLimiter:
         return bucket
 
     def _forget_full(self, now: float) -> None:
+        """Forget the clients that are back to a full bucket, and if that is not enough (a flood of
+        addresses), the longest known: a bound on memory matters more than their remaining debt."""
         for who, bucket in list(self._buckets.items()):
             bucket.refill(self.rate, self.capacity, now)
             if bucket.tokens >= self.capacity:
                 del self._buckets[who]
+        for who in list(itertools.islice(self._buckets, max(0, len(self._buckets) - MAX_TRACKED // 2))):
+            del self._buckets[who]
 
     def wait(self, who: str, now: float) -> float:
         """Seconds until ``who`` may go on (0 when it may now), taking nothing."""
