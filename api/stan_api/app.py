@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from stan_api import guard, metrics, schemas
 from stan_api.facade import Conflict, Facade, Invalid, NotFound, QuotaExceeded, TimedOut, Unavailable
 from stan_api.routes import heartbeat, tasks
-from stan_operator import config
+from stan_operator import config, validation
 
 ERRORS = {
     400: {"model": schemas.Error, "description": "Malformed request"},
@@ -75,8 +75,8 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"].removeprefix("Value error, "), "type": e["type"]}
-                  for e in error.errors()]
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"].removeprefix(validation.PYDANTIC_VALUE_ERROR),
+                   "type": e["type"]} for e in error.errors()]
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
     for router in (tasks.router, heartbeat.router):

@@ -62,7 +62,7 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
         if models.RUN_REQUEST_ANNOTATION in annotations and _pending_request(current):
             return current
         merged = {**_spec(facade, current).model_dump(mode="json"), **spec_changes}
-        _, errors = validation.heartbeat_spec(merged)
+        _, errors = validation.guarded(validation.heartbeat_spec, merged)
         if errors:
             raise Invalid(errors)
         if current is None:

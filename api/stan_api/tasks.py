@@ -48,7 +48,7 @@ def actions(facade: Facade) -> list[schemas.Action]:
 
 
 def _validated(facade: Facade, spec: dict) -> None:
-    _, errors = validation.task_spec(spec, facade.configuration)
+    _, errors = validation.guarded(validation.task_spec, spec, facade.configuration)
     if errors:
         raise Invalid(errors)
 

@@ -10,6 +10,7 @@ fixed hour runs once, while one whose hour field is ``*`` keeps its interval
 from __future__ import annotations
 
 import datetime
+import functools
 import zoneinfo
 from croniter import croniter
 from croniter.croniter import CroniterError
@@ -28,12 +29,28 @@ class ScheduleError(ValueError):
         self.reason = reason
 
 
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    """Listed once: listing walks the folders of the time zone database. ``localtime`` is the host's
+    own zone where a database lists it, so the facade and the operator could read it differently."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
+
+
 def zone(name: str) -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError("timeZone", f"unknown time zone {name!r}; use an IANA name such as "
-                                        "'UTC' or 'Europe/Berlin'") from None
+    """The zone of an IANA name, looked up in the list of zones rather than by opening the file that
+    ``ZoneInfo`` would: a folder of the tz database (``America``), a path or an over-long name would
+    otherwise fail in the file system, with errors that are not the user's to read."""
+    zones = _known_zones()
+    if name not in zones:
+        raise ScheduleError("timeZone", _unknown_zone(name, zones))
+    return zoneinfo.ZoneInfo(name)
+
+
+def _unknown_zone(name: str, zones: frozenset[str]) -> str:
+    member = min((known for known in zones if known.startswith(f"{name}/")), default=None)
+    if member is not None:
+        return f"{name!r} is a group of time zones, not a zone; use one of them, such as {member!r}"
+    return f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
 
 
 def _iterator(expression: str, tz: zoneinfo.ZoneInfo, start: datetime.datetime, *,

@@ -106,13 +106,13 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
 
 
 async def validate_task(spec: kopf.Spec, memo: kopf.Memo, **_: object) -> None:
-    _, errors = validation.task_spec(dict(spec), memo.config)
+    _, errors = validation.guarded(validation.task_spec, dict(spec), memo.config)
     if errors:
         raise kopf.AdmissionError(f"invalid StanTask: {validation.describe(errors)}", code=422)
 
 
 async def validate_heartbeat(spec: kopf.Spec, **_: object) -> None:
-    _, errors = validation.heartbeat_spec(dict(spec))
+    _, errors = validation.guarded(validation.heartbeat_spec, dict(spec))
     if errors:
         raise kopf.AdmissionError(f"invalid StanHeartbeat: {validation.describe(errors)}", code=422)
 

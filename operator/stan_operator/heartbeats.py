@@ -87,7 +87,7 @@ class Heartbeats:
         if heartbeat.loop is not None:
             heartbeat.loop.cancel()
             heartbeat.loop = None
-        spec, errors = validation.heartbeat_spec(body.get("spec") or {})
+        spec, errors = validation.guarded(validation.heartbeat_spec, body.get("spec") or {})
         heartbeat.spec = spec
         if spec is None:
             message = validation.describe(errors)

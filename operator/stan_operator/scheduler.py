@@ -170,7 +170,7 @@ class Scheduler:
 
     async def _reconcile(self, task: Task, body: dict, *, first_sight: bool) -> None:
         task.generation = body["metadata"].get("generation", 0)
-        spec, errors = validation.task_spec(body.get("spec"), self._config)
+        spec, errors = validation.guarded(validation.task_spec, body.get("spec"), self._config)
         was = task.status.status
         task.spec = spec
         if spec is None:
