@@ -48,9 +48,9 @@ $(VENV)/.installed: pyproject.toml
 controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl, etcd and helm
 	$(STAN) controlplane build
 
-.PHONY: crds
-crds: install ## Regenerate crds/ (and the Helm chart's copy) from the models
-	$(STAN) crds generate
+.PHONY: generate
+generate: install ## Regenerate what the models define: crds/, the chart's CRDs, its config defaults and schema
+	$(STAN) generate
 
 .PHONY: clean
 clean: ## Remove the virtualenv and local state (not the cached control-plane binaries)

@@ -12,7 +12,7 @@ def test_committed_crds_match_the_models() -> None:
     for resource in models.RESOURCES:
         committed = crdgen.crd_path(CRDS, resource).read_text()
         assert committed == crdgen.render(resource), (
-            f"{resource.crd_name} drifted from stan_operator.models; run `make crds` and commit the result")
+            f"{resource.crd_name} drifted from stan_operator.models; run `make generate` and commit the result")
 
 
 def test_schemas_are_structural() -> None:

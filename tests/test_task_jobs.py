@@ -9,9 +9,12 @@ from stan_operator import models
 from stan_operator.actions import jobs
 
 from . import tasks
-from .conftest import eventually
+from .conftest import OperatorProcess, eventually
 
 UTC = datetime.timezone.utc
+RESTRICTED = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+              "seccompProfile": {"type": "RuntimeDefault"}}
+"""The restricted Pod Security Standard's container settings, written out as a reviewer reads them."""
 
 
 async def _jobs(api: client.ApiClient, namespace: str, uid: str) -> list[client.V1Job]:
@@ -61,6 +64,8 @@ async def test_a_job_backed_tick_creates_an_owned_job_and_follows_it(api: client
                    "REPORT_FORMAT": "pdf"}
     container = job.spec.template.spec.containers[0]
     assert (container.image, container.command) == ("registry.invalid/stan/report:1", ["/bin/report"])
+    assert api.sanitize_for_serialization(container.security_context) == RESTRICTED, "restricted by default"
+    assert job.spec.template.spec.automount_service_account_token is False, "no API credential by default"
     owner = job.metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.uid, owner.controller) == ("StanTask", "reporter", uid, True)
     assert job.metadata.name == f"reporter-{int(run.scheduledAt.timestamp())}"
@@ -134,3 +139,21 @@ async def test_replace_stops_the_earlier_run_and_its_job(api: client.ApiClient, 
         return found if all(f"replacer-{int(run.scheduledAt.timestamp())}" not in names for run in failed) else None
 
     await eventually(only_newest_jobs, timeout=15)
+
+
+async def test_a_job_action_may_loosen_its_security_context(api: client.ApiClient, private_namespace: str) -> None:
+    """The security context replaces the default as a whole, and the token is mounted when asked for."""
+    loosened = {"runAsUser": 0, "runAsNonRoot": False}
+    operator = OperatorProcess(f"jobs-{private_namespace}", "--namespace", private_namespace, config={
+        "allowSecondSchedules": True,
+        "jobActions": {"render_report": {"image": "registry.invalid/stan/report:1", "securityContext": loosened,
+                                         "automountServiceAccountToken": True}}})
+    try:
+        task = await tasks.create(api, private_namespace, "rooted", action="render_report",
+                                  schedule="*/2 * * * * *", modelId="model_xyz")
+        job = (await eventually(lambda: _jobs(api, private_namespace, task["metadata"]["uid"])))[0]
+    finally:
+        operator.stop()
+    pod = job.spec.template.spec
+    assert api.sanitize_for_serialization(pod.containers[0].security_context) == loosened
+    assert pod.automount_service_account_token is True

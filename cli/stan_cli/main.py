@@ -9,11 +9,12 @@ import click
 
 from stan_cli import apikey, supervisor
 from stan_controlplane import build
-from stan_operator import crdgen, install, webhooks
+from stan_operator import chartgen, config, crdgen, install, webhooks
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CRDS_DIR = PROJECT_ROOT / "crds"
-CHART_CRDS_DIR = PROJECT_ROOT / "charts" / "stan" / "files" / "crds"
+CHART_DIR = PROJECT_ROOT / "charts" / "stan"
+CHART_CRDS_DIR = CHART_DIR / "files" / "crds"
 
 
 @click.group()
@@ -63,6 +64,8 @@ def operator_command(namespaces: tuple[str, ...], webhook: bool, webhook_manage:
         webhook_options = webhooks.WebhookOptions(webhook_listen, webhook_port, webhook_host, webhook_cert_dir,
                                                   manage_configuration=webhook_manage)
         handlers.serve_admission()
+    if config.load().jobActions:
+        handlers.follow_jobs()
     kopf.run(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness,
              memo=kopf.Memo(options=handlers.Options(webhook=webhook_options, leader_election=leader_election)))
 
@@ -70,26 +73,32 @@ def operator_command(namespaces: tuple[str, ...], webhook: bool, webhook_manage:
 @cli.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="STAN_API_PORT", default=8080, show_default=True, type=int)
-def api_command(host: str, port: int) -> None:
+@click.option("--tls-cert-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Serve HTTPS with this PEM certificate (chain); needs --tls-key-file. Read at start.")
+@click.option("--tls-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The PEM private key of --tls-cert-file.")
+def api_command(host: str, port: int, tls_cert_file: Path | None, tls_key_file: Path | None) -> None:
     """Run the REST facade in the foreground."""
     import uvicorn
 
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise click.UsageError("--tls-cert-file and --tls-key-file go together")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run("stan_api.app:create_app", factory=True, host=host, port=port, log_level="info", access_log=False,
-                log_config=None)
+                log_config=None, ssl_certfile=tls_cert_file, ssl_keyfile=tls_key_file)
+
+
+@cli.command()
+def generate() -> None:
+    """Write everything generated from the models: crds/ and the Helm chart's copy of it, and the
+    chart's operator configuration (its defaults in values.yaml, its schema in values.schema.json)."""
+    for path in [*crdgen.write(CRDS_DIR), *crdgen.write(CHART_CRDS_DIR), *chartgen.write(CHART_DIR)]:
+        click.echo(f"wrote {path}")
 
 
 @cli.group()
 def crds() -> None:
-    """The CustomResourceDefinitions, generated from the models."""
-
-
-@crds.command("generate")
-def crds_generate() -> None:
-    """Write crds/*.yaml, and the Helm chart's copy, from stan_operator.models."""
-    for directory in (CRDS_DIR, CHART_CRDS_DIR):
-        for path in crdgen.write(directory):
-            click.echo(f"wrote {path}")
+    """The CustomResourceDefinitions, generated from the models by `stan generate`."""
 
 
 @crds.command("apply")

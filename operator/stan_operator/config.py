@@ -46,8 +46,9 @@ class JobAction(models.Model):
 
 
 class CatalogModel(models.Model):
-    id: str = Field(min_length=1)
-    healthUrl: str | None = None
+    id: str = Field(min_length=1, description="The id tasks name in modelId.")
+    healthUrl: str | None = Field(default=None, description="Probed by the heartbeat's models check; "
+                                                            "null for a model without one.")
 
 
 class Limits(models.Model):
@@ -68,14 +69,18 @@ class Limits(models.Model):
 
 
 class OperatorConfig(models.Model):
-    jobActions: dict[str, JobAction] = Field(default_factory=dict)
-    modelCatalog: list[CatalogModel] = Field(default_factory=list)
-    heartbeatDefaults: models.StanHeartbeatSpec = Field(default_factory=models.StanHeartbeatSpec)
+    jobActions: dict[str, JobAction] = Field(
+        default_factory=dict, description="Actions that run as a batch/v1 Job per tick, by action name.")
+    modelCatalog: list[CatalogModel] = Field(
+        default_factory=list, description="When set, tasks must name one of these models in modelId.")
+    heartbeatDefaults: models.StanHeartbeatSpec = Field(
+        default_factory=models.StanHeartbeatSpec,
+        description="The heartbeat of a tenant that has none yet, as API keys onboard it.")
     allowSecondSchedules: bool = Field(
         default=False,
         description="Accept 6-field cron expressions with a leading seconds field. Off for users; "
                     "tests turn it on to see many ticks quickly.")
-    checkTimeoutSeconds: float = Field(default=10.0, gt=0)
+    checkTimeoutSeconds: float = Field(default=10.0, gt=0, description="Each heartbeat check's time limit.")
     heartbeatMinuteSeconds: float = Field(
         default=60.0, gt=0,
         description="The length of one minute of intervalMinutes; tests shorten it.")
@@ -86,7 +91,7 @@ DEFAULT_NAMESPACE = "stan-system"
 
 
 def own_namespace() -> str:
-    """The namespace Stan is installed in: its API-key Secrets and its Lease live there."""
+    """The namespace Stan is installed in: its API keys and its Lease live there."""
     return os.environ.get("STAN_NAMESPACE", DEFAULT_NAMESPACE)
 
 

@@ -14,27 +14,42 @@ import yaml
 
 from stan_operator import models
 
-_DROPPED_KEYS = {"title", "$defs"}
+_DROPPED_KEYS = {"title"}
 
 
-def _structural(node: Any, definitions: dict[str, Any]) -> Any:
+def inline_references(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with each ``$ref`` replaced by its definition and no ``$defs``: neither a
+    structural schema nor a subtree pasted into another document (the chart's values schema)
+    can point into pydantic's ``$defs``. Keys beside a ``$ref`` (a field's description) win."""
+    definitions = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+            return inline({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+        return {key: inline(value) for key, value in node.items() if key != "$defs"}
+
+    return inline(schema)
+
+
+def _structural(node: Any) -> Any:
     if isinstance(node, list):
-        return [_structural(item, definitions) for item in node]
+        return [_structural(item) for item in node]
     if not isinstance(node, dict):
         return node
-    if "$ref" in node:
-        target = definitions[node["$ref"].rsplit("/", 1)[-1]]
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _structural(merged, definitions)
     if "anyOf" in node:
         variants = [variant for variant in node["anyOf"] if variant.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}
         if len(variants) == 1 and len(variants) < len(node["anyOf"]):
-            merged = {**_structural(variants[0], definitions), **_structural(rest, definitions), "nullable": True}
+            merged = {**_structural(variants[0]), **_structural(rest), "nullable": True}
             if merged.get("default", ...) is None:
                 del merged["default"]
             return merged
-    schema = {key: _structural(value, definitions) for key, value in node.items() if key not in _DROPPED_KEYS}
+    schema = {key: _structural(value) for key, value in node.items() if key not in _DROPPED_KEYS}
     if "enum" in schema and "type" not in schema:
         schema["type"] = "string"
     if schema.get("type") == "object" and "properties" in schema:
@@ -44,8 +59,7 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
 
 
 def schema_of(model: type[models.Model]) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True)
-    return _structural(raw, raw.get("$defs", {}))
+    return _structural(inline_references(model.model_json_schema(by_alias=True)))
 
 
 def crd(resource: models.Resource) -> dict[str, Any]:
@@ -88,7 +102,7 @@ def crd(resource: models.Resource) -> dict[str, Any]:
 
 
 def render(resource: models.Resource) -> str:
-    header = "# Generated from stan_operator.models by `stan crds generate`; do not edit.\n"
+    header = "# Generated from stan_operator.models by `stan generate`; do not edit.\n"
     return header + yaml.safe_dump(crd(resource), sort_keys=False, width=120)
 
 

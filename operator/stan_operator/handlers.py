@@ -100,7 +100,6 @@ async def heartbeat_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo
         await memo.heartbeats.observe(dict(body))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={jobs.TASK_UID_LABEL: kopf.PRESENT})
 async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
     memo.tracker.observe(dict(body), deleted=event["type"] == "DELETED")
 
@@ -115,6 +114,12 @@ async def validate_heartbeat(spec: kopf.Spec, **_: object) -> None:
     _, errors = validation.guarded(validation.heartbeat_spec, dict(spec))
     if errors:
         raise kopf.AdmissionError(f"invalid StanHeartbeat: {validation.describe(errors)}", code=422)
+
+
+def follow_jobs() -> None:
+    """Watch Stan's Jobs; only when Job actions are configured, since only then is the operator
+    granted Jobs (creating workloads in a namespace is enough to read its Secrets)."""
+    kopf.on.event("batch", "v1", "jobs", labels={jobs.TASK_UID_LABEL: kopf.PRESENT})(job_event)
 
 
 def serve_admission() -> None:

@@ -1,4 +1,4 @@
-{{/* What differs between the two containers: arguments, ports, probes and the operator's certificates. */}}
+{{/* What differs between the two components: arguments, ports, probes, certificates, and who may reach which port. */}}
 
 {{- define "stan.operatorContainer" -}}
 args:
@@ -33,6 +33,15 @@ livenessProbe:
   timeoutSeconds: 5
 {{- end }}
 
+{{/* The webhook's port, from anywhere: its caller is the API server (see networkpolicy.yaml). */}}
+{{- define "stan.operatorIngress" -}}
+{{- if .Values.webhook.enabled }}
+- ports:
+    - port: {{ .Values.webhook.port }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+
 {{- define "stan.operatorMounts" -}}
 {{- if .Values.webhook.enabled }}
 - name: certs
@@ -50,23 +59,60 @@ livenessProbe:
 {{- end }}
 
 {{- define "stan.apiContainer" -}}
+{{- $scheme := include "stan.apiScheme" . -}}
 args:
   - api
   - --host=0.0.0.0
   - --port={{ .Values.api.port }}
+  {{- if .Values.api.tls.secretName }}
+  - --tls-cert-file=/tls/tls.crt
+  - --tls-key-file=/tls/tls.key
+  {{- end }}
 ports:
-  - name: http
+  - name: {{ $scheme }}
     containerPort: {{ .Values.api.port }}
 livenessProbe:
   httpGet:
     path: /healthz
-    port: http
+    port: {{ $scheme }}
+    scheme: {{ upper $scheme }}
   periodSeconds: 20
   timeoutSeconds: 5
 readinessProbe:
   httpGet:
     path: /readyz
-    port: http
+    port: {{ $scheme }}
+    scheme: {{ upper $scheme }}
   periodSeconds: 10
   timeoutSeconds: 5
+{{- end }}
+
+{{/* The facade's port, from networkPolicy.apiFrom (when empty, from anywhere) and the chart's test Pod. */}}
+{{- define "stan.apiIngress" -}}
+- ports:
+    - port: {{ .Values.api.port }}
+      protocol: TCP
+  {{- with .Values.networkPolicy.apiFrom }}
+  from:
+    {{- toYaml . | nindent 4 }}
+    - podSelector:
+        matchLabels:
+          {{- include "stan.componentSelectorLabels" (list $ "test") | nindent 10 }}
+  {{- end }}
+{{- end }}
+
+{{- define "stan.apiMounts" -}}
+{{- if .Values.api.tls.secretName }}
+- name: tls
+  mountPath: /tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "stan.apiVolumes" -}}
+{{- with .Values.api.tls.secretName }}
+- name: tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
 {{- end }}

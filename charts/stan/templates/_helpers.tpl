@@ -31,6 +31,9 @@ name is truncated there, with a trailing "-" trimmed.
 {{- define "stan.webhookName" -}}{{ include "stan.componentName" (list . "webhook") }}{{- end }}
 {{- define "stan.webhookSecretName" -}}{{ include "stan.componentName" (list . "webhook-tls") }}{{- end }}
 
+{{/* How the REST API is served: "https" with api.tls.secretName, else "http". */}}
+{{- define "stan.apiScheme" -}}{{ if .Values.api.tls.secretName }}https{{ else }}http{{ end }}{{- end }}
+
 {{- define "stan.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -211,4 +214,30 @@ subjects:
   - kind: ServiceAccount
     name: {{ include "stan.componentName" (list $root .component) }}
     namespace: {{ $root.Release.Namespace }}
+{{- end }}
+
+{{/*
+A NetworkPolicy admitting to one component's Pods the ingress rules given and nothing else.
+Call with (dict "root" $ "component" "api" "ingress" <YAML list, empty for none>).
+*/}}
+{{- define "stan.networkPolicy" -}}
+{{- $root := .root -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "stan.componentName" (list $root .component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "stan.componentLabels" (list $root .component) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "stan.componentSelectorLabels" (list $root .component) | nindent 6 }}
+  policyTypes: [Ingress]
+  {{- with .ingress | trim }}
+  ingress:
+    {{- . | nindent 4 }}
+  {{- else }}
+  ingress: []
+  {{- end }}
 {{- end }}

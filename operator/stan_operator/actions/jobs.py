@@ -98,11 +98,14 @@ class JobAction:
             container["args"] = self.container.args
         if self.container.resources:
             container["resources"] = self.container.resources
+        if self.container.securityContext:
+            container["securityContext"] = self.container.securityContext
         spec: dict = {
             "backoffLimit": self.container.backoffLimit,
             "template": {
                 "metadata": {"labels": {TASK_LABEL: context.name}},
-                "spec": {"restartPolicy": "Never", "containers": [container]},
+                "spec": {"restartPolicy": "Never", "containers": [container],
+                         "automountServiceAccountToken": self.container.automountServiceAccountToken},
             },
         }
         if self.container.activeDeadlineSeconds:
