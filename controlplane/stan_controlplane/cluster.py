@@ -43,12 +43,12 @@ class ControlPlane:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
 
-    def stop(self) -> None:
-        """Stop the API server and controller manager before etcd, each gracefully."""
+    def stop(self, grace_period: float = processes.GRACE_PERIOD) -> None:
+        """Stop the controller manager, then the API server, then etcd: each gracefully while what it needs runs."""
         for name in ("controller-manager", "apiserver", "etcd"):
             process = self.processes.get(name)
             if process is not None:
-                processes.stop(process)
+                processes.stop(process, timeout=grace_period)
         _pid_file(self.state_dir).unlink(missing_ok=True)
 
     def stop_apiserver(self) -> None:
@@ -90,9 +90,10 @@ def stop_stale(state_dir: Path) -> None:
     pid_file = _pid_file(state_dir)
     if not pid_file.exists():
         return
-    for pid in json.loads(pid_file.read_text()).values():
+    # The reverse of their start order, so that each stops while what it needs still runs.
+    for pid in reversed(json.loads(pid_file.read_text()).values()):
         if _is_ours(pid, state_dir):
-            processes.terminate(pid, lambda p=pid: not _is_ours(p, state_dir))
+            processes.terminate({pid: lambda p=pid: not _is_ours(p, state_dir)})
     pid_file.unlink()
 
 
@@ -229,9 +230,9 @@ def start(state_dir: Path, *, fresh: bool = False, out=sys.stderr) -> ControlPla
         plane.processes["controller-manager"] = _spawn(
             state_dir, "controller-manager", _controller_manager_args(state_dir, pki, ports))
         _record_pids(plane)
-    except BaseException:
+        print(f"==> control plane ready at {plane.server} in {time.monotonic() - started:.1f}s "
+              f"(kubeconfig {plane.kubeconfig})", file=out, flush=True)
+    except BaseException:  # a print to a closed pipe too: the caller never gets the plane to stop
         plane.stop()
         raise
-    print(f"==> control plane ready at {plane.server} in {time.monotonic() - started:.1f}s "
-          f"(kubeconfig {plane.kubeconfig})", file=out, flush=True)
     return plane

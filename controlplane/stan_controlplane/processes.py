@@ -1,8 +1,12 @@
 """Child processes that never outlive their parent.
 
-Each child gets PR_SET_PDEATHSIG, so a parent killed with SIGKILL still takes
-its children down, and its own session, so a terminal's Ctrl-C reaches only
-the parent, which then stops the children in order.
+Each child gets its own session, so a terminal's Ctrl-C reaches only the
+parent, which then stops the children in order. Should the parent die without
+doing so (SIGKILL, a crash), the kernel kills the children with it: their
+parent-death signal is SIGKILL, not SIGTERM, because a graceful stop needs
+what died alongside — a kube-apiserver told to stop gracefully keeps waiting
+for its gone etcd for half a minute, the operator for its gone API server
+for a minute and more.
 """
 from __future__ import annotations
 
@@ -17,10 +21,21 @@ from collections.abc import Callable, Mapping
 from typing import IO
 
 _PR_SET_PDEATHSIG = 1
+GRACE_PERIOD = 15.0
+"""How long a process may take to stop on SIGTERM before it gets SIGKILL."""
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with(parent: int) -> Callable[[], None]:
+    """Runs in the child before exec.
+
+    The kernel sends the signal when the *thread* that forked ends, so spawn
+    from the main thread or one living as long as the child.
+    """
+    def die_with_parent() -> None:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+    return die_with_parent
 
 
 def free_port() -> int:
@@ -35,23 +50,36 @@ def spawn(args: list[str], *, output: IO[bytes] | None = None,
     """Start ``args``; its output goes to ``output`` (a file) or, when None, to ours."""
     return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT if output else None,
                             stdin=subprocess.DEVNULL, env=dict(env) if env is not None else None,
-                            start_new_session=True, preexec_fn=_die_with_parent)
+                            start_new_session=True, preexec_fn=_die_with(os.getpid()))
 
 
-def terminate(pid: int, exited: Callable[[], bool], timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; return once ``exited()`` says so."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+def terminate(exited: Mapping[int, Callable[[], bool]], timeout: float = GRACE_PERIOD) -> None:
+    """SIGTERM every pid at once, SIGKILL those left after ``timeout``; return once each ``exited()`` says so.
+
+    Stopping together what may stop together keeps a stop's worst case to one
+    grace period per stage rather than per process.
+    """
+    _signal_running(exited, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if exited():
-            return
+    while not _all_exited(exited) and time.monotonic() < deadline:
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while not exited():
+    _signal_running(exited, signal.SIGKILL)
+    while not _all_exited(exited):
         time.sleep(0.05)
 
 
-def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    terminate(process.pid, lambda: process.poll() is not None, timeout)
+def _signal_running(exited: Mapping[int, Callable[[], bool]], signum: signal.Signals) -> None:
+    """Only pids not yet exited: a reaped child's pid may already belong to someone else."""
+    for pid, done in exited.items():
+        if not done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
+def _all_exited(exited: Mapping[int, Callable[[], bool]]) -> bool:
+    return all(done() for done in exited.values())
+
+
+def stop(*children: subprocess.Popen[bytes], timeout: float = GRACE_PERIOD) -> None:
+    """Stop ``children`` together, gracefully within ``timeout``, and reap them."""
+    terminate({child.pid: lambda child=child: child.poll() is not None for child in children}, timeout)
