@@ -5,58 +5,98 @@ takes over fires the next due ticks at once (a hot standby). kopf's peering is
 not used for this: it pauses watching, not the scheduler's own loop, and it
 pauses every replica when two share a priority. The tick claim in status stays
 the last word on exactly-once; the Lease keeps the standby from racing for it.
+
+The rules are client-go's: a leader that cannot renew within the renew
+deadline stops leading, before its lease can expire and another replica take
+it; another holder's lease counts as expired once it has not changed for a
+lease duration by this replica's own clock, since the holder's ``renewTime``
+was written by another machine's. Every error is retried: the loop ends only
+when the process does.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
+import time
+from collections.abc import Callable
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 LEASE_SECONDS = 15
-RENEW_SECONDS = 5
+RENEW_DEADLINE_SECONDS = 10
+RETRY_SECONDS = 2
 log = logging.getLogger(__name__)
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """The lease as last seen, and when, by this replica's monotonic clock."""
+
+    record: tuple[object, ...]
+    at: float
 
 
 class Leadership:
-    def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._leases = client.CoordinationV1Api(api)
         self._namespace = namespace
         self._name = name
+        self._clock = clock
         self.identity = identity
         self.leading = asyncio.Event()
+        self._renewed_at: float | None = None
+        self._observed: Observed | None = None
 
     async def run(self) -> None:
-        """Try to take or renew the lease every few seconds, forever."""
-        renewed_at: datetime.datetime | None = None
+        """Take or renew the lease every few seconds, for as long as the process lives."""
         while True:
             try:
-                if await self._take_or_renew():
-                    renewed_at = _now()
-                    if not self.leading.is_set():
-                        log.info("leading as %s", self.identity)
-                        self.leading.set()
-                else:
-                    self._step_down()
-            except ApiException as error:
-                log.warning("lease %s/%s: %s", self._namespace, self._name, error.reason)
-                if renewed_at is None or (_now() - renewed_at).total_seconds() > LEASE_SECONDS:
-                    self._step_down()
-            await asyncio.sleep(RENEW_SECONDS)
+                taken = await asyncio.wait_for(self._take_or_renew(), self._attempt_seconds())
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a lost connection, a timeout, an API server error: all retried
+                log.warning("lease %s/%s: %s: %s", self._namespace, self._name, type(error).__name__, error)
+                taken = None
+            if taken:
+                self._renewed_at = self._clock()
+                if not self.leading.is_set():
+                    log.info("leading as %s", self.identity)
+                    self.leading.set()
+            elif taken is False:
+                self._step_down("another replica holds the lease")
+            if self._renew_overdue():
+                self._step_down(f"the lease could not be renewed for {RENEW_DEADLINE_SECONDS}s")
+            await asyncio.sleep(RETRY_SECONDS)
 
-    def _step_down(self) -> None:
+    def _attempt_seconds(self) -> float:
+        """An attempt ends by the renew deadline, so a hung connection cannot keep a leader past it."""
+        if not self.leading.is_set() or self._renewed_at is None:
+            return RENEW_DEADLINE_SECONDS
+        return max(0.1, self._renewed_at + RENEW_DEADLINE_SECONDS - self._clock())
+
+    def _renew_overdue(self) -> bool:
+        return (self.leading.is_set() and self._renewed_at is not None
+                and self._clock() - self._renewed_at >= RENEW_DEADLINE_SECONDS)
+
+    def _step_down(self, why: str) -> None:
         if self.leading.is_set():
-            log.warning("no longer leading")
+            log.warning("no longer leading: %s", why)
             self.leading.clear()
 
+    def _expired(self, spec: client.V1LeaseSpec) -> bool:
+        """Whether another holder's lease has gone a lease duration without changing, by our clock."""
+        record = (spec.holder_identity, spec.renew_time, spec.acquire_time, spec.lease_transitions)
+        now = self._clock()
+        if self._observed is None or self._observed.record != record:
+            self._observed = Observed(record, now)
+        return now - self._observed.at > (spec.lease_duration_seconds or LEASE_SECONDS)
+
     async def _take_or_renew(self) -> bool:
-        now = _now()
+        now = datetime.datetime.now(datetime.timezone.utc)
         try:
             lease = await self._leases.read_namespaced_lease(self._name, self._namespace)
         except ApiException as error:
@@ -72,9 +112,7 @@ class Leadership:
             return True
         spec = lease.spec
         mine = spec.holder_identity == self.identity
-        expired = spec.renew_time is None or (now - spec.renew_time).total_seconds() > (
-            spec.lease_duration_seconds or LEASE_SECONDS)
-        if not mine and not expired:
+        if not mine and spec.holder_identity and not self._expired(spec):
             return False
         acquired = spec.acquire_time if mine else now
         transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
