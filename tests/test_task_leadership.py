@@ -234,18 +234,18 @@ async def test_a_leader_cut_off_stops_firing_before_its_lease_runs_out(api: clie
                                  kubeconfig=kubeconfig)
         standby = None
         try:
-            await eventually(lambda: _holder_is(api, private_namespace, leader), timeout=30)
+            await eventually(lambda: _holder_is(api, private_namespace, leader), timeout=60)
             standby = OperatorProcess(f"{private_namespace}-other", "--namespace", private_namespace,
                                       "--leader-election")
             await tasks.create(api, private_namespace, "cut", schedule="*/2 * * * * *", runHistoryLimit=100)
-            await eventually(lambda: _finished_runs(api, private_namespace, "cut", 3), timeout=30)
+            await eventually(lambda: _finished_runs(api, private_namespace, "cut", 3), timeout=60)
             last_renewal = (await _lease(api, private_namespace)).spec.renew_time
             await cable.cut()
             cut_at = datetime.datetime.now(UTC)
             started = time.monotonic()
             await eventually(lambda: _holder_is(api, private_namespace, standby), timeout=60, interval=0.2)
             gap = time.monotonic() - started
-            await eventually(lambda: _says(leader, "no longer leading"), timeout=30)
+            await eventually(lambda: _says(leader, "no longer leading"), timeout=60)
             stepped_down = _log_time(leader, "no longer leading")
             final = await eventually(lambda: _finished_runs(api, private_namespace, "cut", 12), timeout=60)
             _assert_each_tick_once(final, datetime.timedelta(seconds=2))

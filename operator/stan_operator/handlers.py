@@ -5,7 +5,6 @@ used: kopf writes no annotations and adds no finalizers to Stan's objects.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import logging
@@ -14,12 +13,15 @@ import socket
 
 import kopf
 
-from stan_operator import config, heartbeats, kube, leadership, models, scheduler, validation, webhooks
+from stan_operator import (config, heartbeats, kube, leadership, models, scheduler, supervision, validation,
+                           webhooks)
 from stan_operator.actions import jobs, registry
 
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
 WATCH_CLIENT_TIMEOUT = 330.0
 LEASE_NAME = "stan-operator"
+LOOP_STALE_SECONDS = 120.0
+"""The scheduler and leader election go round at least every 30 s; four times that without progress is stuck."""
 GC_THRESHOLDS = (50_000, 20, 10)
 """Fewer, larger young-generation collections than Python's default (700, 10, 10): launching the
 runs of thousands of tasks that share a tick allocates objects by the hundred thousand, and each
@@ -65,22 +67,31 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
     memo.config = config.load()
     memo.api = await kube.api_client()
     memo.tracker = jobs.JobTracker()
+    memo.supervisor = supervision.Supervisor()
     leading = None
-    memo.background = []
     if options.leader_election:
         leader = leadership.Leadership(memo.api, config.own_namespace(), LEASE_NAME,
                                        f"{socket.gethostname()}-{os.getpid()}")
         leading = leader.leading
-        memo.background.append(asyncio.create_task(leader.run(), name="stan-leadership"))
-    memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker), leading)
-    memo.heartbeats = heartbeats.Heartbeats(memo.api, memo.config, leading)
-    memo.background.append(asyncio.create_task(memo.scheduler.run(), name="stan-scheduler"))
+        memo.supervisor.keep("leader election", leader.run, stale_after=LOOP_STALE_SECONDS)
+    memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker),
+                                         memo.supervisor, leading)
+    memo.heartbeats = heartbeats.Heartbeats(memo.api, memo.config, memo.supervisor, leading)
+    memo.supervisor.keep("scheduler", memo.scheduler.run, stale_after=LOOP_STALE_SECONDS)
+
+
+@kopf.on.probe(id="loops")
+async def loops(memo: kopf.Memo, **_: object) -> dict[str, str]:
+    """The liveness endpoint fails (500) while a background loop keeps failing or is stuck."""
+    try:
+        return memo.supervisor.health()
+    except supervision.Unhealthy as trouble:
+        raise kopf.PermanentError(str(trouble)) from None
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: object) -> None:
-    for task in memo.background:
-        task.cancel()
+    memo.supervisor.stop()
     await memo.api.close()
 
 

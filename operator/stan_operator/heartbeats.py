@@ -15,7 +15,7 @@ import logging
 
 from kubernetes_asyncio import client
 
-from stan_operator import config, events, models, status, validation
+from stan_operator import config, events, models, status, supervision, validation
 from stan_operator.checks import CheckContext, runner
 
 UTC = datetime.timezone.utc
@@ -35,8 +35,12 @@ class Heartbeat:
     spec: models.StanHeartbeatSpec | None
     status: models.StanHeartbeatStatus
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    loop: asyncio.Task[None] | None = None
+    periodic: bool = False
     requested: str | None = None
+
+    @property
+    def loop_name(self) -> str:
+        return f"heartbeat of {self.namespace}"
 
     @property
     def metadata(self) -> dict:
@@ -45,8 +49,9 @@ class Heartbeat:
 
 class Heartbeats:
     def __init__(self, api: client.ApiClient, configuration: config.OperatorConfig,
-                 leading: asyncio.Event | None = None) -> None:
+                 supervisor: supervision.Supervisor, leading: asyncio.Event | None = None) -> None:
         self._api = api
+        self._supervisor = supervisor
         self._config = configuration
         self._leading = leading
         self._heartbeats: dict[str, Heartbeat] = {}
@@ -70,7 +75,7 @@ class Heartbeats:
         request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
         if request and request not in (known.status.runRequest, known.requested) and known.spec and not self._standby:
             known.requested = request
-            asyncio.create_task(self._run(known, request))
+            self._supervisor.spawn(f"heartbeat run of {namespace} on request", self._run(known, request))
 
     @property
     def _standby(self) -> bool:
@@ -79,14 +84,13 @@ class Heartbeats:
 
     def forget(self, namespace: str) -> None:
         heartbeat = self._heartbeats.pop(namespace, None)
-        if heartbeat is not None and heartbeat.loop is not None:
-            heartbeat.loop.cancel()
+        if heartbeat is not None:
+            self._supervisor.cancel(heartbeat.loop_name)
 
     async def _reconfigure(self, heartbeat: Heartbeat, body: dict) -> None:
         heartbeat.generation = body["metadata"].get("generation", 0)
-        if heartbeat.loop is not None:
-            heartbeat.loop.cancel()
-            heartbeat.loop = None
+        self._supervisor.cancel(heartbeat.loop_name)
+        heartbeat.periodic = False
         spec, errors = validation.guarded(validation.heartbeat_spec, body.get("spec") or {})
         heartbeat.spec = spec
         if spec is None:
@@ -107,8 +111,8 @@ class Heartbeats:
             patch["nextRunAt"] = None
         await self._write(heartbeat, patch)
         if spec.enabled:
-            heartbeat.loop = asyncio.create_task(self._periodic(heartbeat, spec),
-                                                 name=f"heartbeat-{heartbeat.namespace}")
+            heartbeat.periodic = True
+            self._supervisor.keep(heartbeat.loop_name, lambda beat: self._periodic(heartbeat, spec))
 
     async def _periodic(self, heartbeat: Heartbeat, spec: models.StanHeartbeatSpec) -> None:
         """Run at lastRunAt + interval (at once if it never ran), then every interval."""
@@ -142,7 +146,7 @@ class Heartbeats:
                 "issues": [result.model_dump(mode="json", by_alias=True) for result in issues],
                 "healthy": healthy,
             }
-            if spec.enabled and heartbeat.loop is not None:
+            if spec.enabled and heartbeat.periodic:
                 patch["nextRunAt"] = models.format_timestamp(_now() + self._interval(spec))
             if request is not None:
                 patch["runRequest"] = request

@@ -51,9 +51,10 @@ class Leadership:
         self._renewed_at: float | None = None
         self._observed: Observed | None = None
 
-    async def run(self) -> None:
+    async def run(self, beat: Callable[[], None]) -> None:
         """Take or renew the lease every few seconds, for as long as the process lives."""
         while True:
+            beat()
             try:
                 taken = await asyncio.wait_for(self._take_or_renew(), self._attempt_seconds())
             except asyncio.CancelledError:

@@ -23,6 +23,7 @@ its claim is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import heapq
@@ -34,11 +35,12 @@ from collections.abc import Awaitable, Callable
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import config, cron, events, ids, kube, models, status, validation
+from stan_operator import config, cron, events, ids, kube, models, status, supervision, validation
 from stan_operator.actions import Action, Outcome, RunContext, jobs
 from stan_operator.index import Key, NamespacedIndex
 
 UTC = datetime.timezone.utc
+MAX_SLEEP_SECONDS = 30.0
 CLAIMS_IN_FLIGHT = 32
 """At a shared tick thousands of tasks are due at once; a few dozen claims in flight keep the API
 server busy without a thousand requests timing out in its queue."""
@@ -97,9 +99,11 @@ class Task:
 
 class Scheduler:
     def __init__(self, api: client.ApiClient, configuration: config.OperatorConfig, actions: dict[str, Action],
-                 leading: asyncio.Event | None = None, clock: Callable[[], datetime.datetime] = _now) -> None:
+                 supervisor: supervision.Supervisor, leading: asyncio.Event | None = None,
+                 clock: Callable[[], datetime.datetime] = _now) -> None:
         """``leading``, when given, is set while this replica holds the lease; ticks fire only then."""
         self._api = api
+        self._supervisor = supervisor
         self._leading = leading
         self._config = configuration
         self._actions = actions
@@ -109,6 +113,9 @@ class Scheduler:
         self._sequence = 0
         self._wakeup = asyncio.Event()
         self._claims = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
+        self._settled = False
+        """Whether the runs that a previous operator left running were settled since this one began to lead;
+        a loop restarted after failing to settle them tries again."""
 
     # The watch's side.
 
@@ -132,7 +139,7 @@ class Scheduler:
         request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
         if request and request not in (known.status.lastRunRequest, known.requested) and not self._standby:
             known.requested = request
-            asyncio.create_task(self._run_on_request(known, request))
+            self._supervisor.spawn(f"run of {key[0]}/{key[1]} on request", self._run_on_request(known, request))
 
     @property
     def _standby(self) -> bool:
@@ -234,11 +241,19 @@ class Scheduler:
         if self._heap[0] is entry:
             self._wakeup.set()
 
-    async def run(self) -> None:
-        """Sleep until the earliest tick, fire everything due, repeat."""
+    async def run(self, beat: supervision.Beat) -> None:
+        """Sleep until the earliest tick (waking at least every ``MAX_SLEEP_SECONDS`` to show it is alive),
+        fire everything due, repeat."""
         while True:
+            beat()
             if self._leading is not None and not self._leading.is_set():
-                await self._leading.wait()
+                await self._wait_for_lead(beat)
+                self._settled = False
+            if not self._settled:
+                for task in list(self._tasks.values()):
+                    async with task.lock:
+                        await self._recover(task)
+                self._settled = True
                 for task in list(self._tasks.values()):
                     async with task.lock:
                         await self._recover(task)
@@ -256,13 +271,21 @@ class Scheduler:
             launches = [(task, task.generation, tick, self._launch(task, tick)) for task, tick in due]
             for task, generation, tick, launch in launches:
                 if launch is not None:
-                    asyncio.create_task(self._fire(task, generation, tick, launch))
+                    self._supervisor.spawn(f"tick of {task.namespace}/{task.name}",
+                                           self._fire(task, generation, tick, launch))
             self._wakeup.clear()
-            timeout = self._heap[0][0] - time.time() if self._heap else None
+            timeout = min(self._heap[0][0] - time.time(), MAX_SLEEP_SECONDS) if self._heap else MAX_SLEEP_SECONDS
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _wait_for_lead(self, beat: supervision.Beat) -> None:
+        assert self._leading is not None
+        while not self._leading.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leading.wait(), MAX_SLEEP_SECONDS)
+            beat()
 
     async def _recover(self, task: Task) -> None:
         """Settle runs that an operator which is gone left running.
@@ -450,7 +473,7 @@ class Scheduler:
             if error.status == 404:
                 return
             raise
-        asyncio.create_task(self.observe(body))
+        self._supervisor.spawn(f"resync of {task.namespace}/{task.name}", self.observe(body))
 
     async def _replace_active(self, task: Task, before: datetime.datetime) -> None:
         """Stop the runs of earlier ticks that are still going: those whose claims recorded them running."""
@@ -475,7 +498,8 @@ class Scheduler:
 
     def _follow(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
         """Await a claimed run's outcome in the background and record it; ``task.active`` holds it meanwhile."""
-        task.active[context.run_id] = asyncio.create_task(self._complete(task, context, execution))
+        task.active[context.run_id] = self._supervisor.spawn(f"run {context.run_id} of {task.namespace}/{task.name}",
+                                                             self._complete(task, context, execution))
 
     async def _complete(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
         try:
