@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+from collections.abc import Callable
 
 from kubernetes_asyncio import client
 
@@ -49,8 +50,10 @@ class Heartbeat:
 
 class Heartbeats:
     def __init__(self, api: client.ApiClient, configuration: config.OperatorConfig,
-                 supervisor: supervision.Supervisor, leading: asyncio.Event | None = None) -> None:
+                 supervisor: supervision.Supervisor, leading: asyncio.Event | None = None,
+                 clock: Callable[[], datetime.datetime] = _now) -> None:
         self._api = api
+        self._clock = clock
         self._supervisor = supervisor
         self._config = configuration
         self._leading = leading
@@ -117,24 +120,24 @@ class Heartbeats:
     async def _periodic(self, heartbeat: Heartbeat, spec: models.StanHeartbeatSpec) -> None:
         """Run at lastRunAt + interval (at once if it never ran), then every interval."""
         last = heartbeat.status.lastRunAt
-        due = last + self._interval(spec) if last is not None else _now()
+        due = last + self._interval(spec) if last is not None else self._clock()
         while True:
             await self._write(heartbeat, {"nextRunAt": models.format_timestamp(due)})
-            await asyncio.sleep(max(0.0, (due - _now()).total_seconds()))
+            await asyncio.sleep(max(0.0, (due - self._clock()).total_seconds()))
             if self._leading is not None:
                 await self._leading.wait()
             try:
                 await self._run(heartbeat, request=None)
             except Exception as error:  # the loop outlives an outage: the next interval tries again
                 log.warning("heartbeat of %s failed: %s: %s", heartbeat.namespace, type(error).__name__, error)
-            due = _now() + self._interval(spec)
+            due = self._clock() + self._interval(spec)
 
     async def _run(self, heartbeat: Heartbeat, request: str | None) -> None:
         async with heartbeat.lock:
             spec = heartbeat.spec
             if spec is None:
                 return
-            started = _now()
+            started = self._clock()
             context = CheckContext(api=self._api, namespace=heartbeat.namespace, configuration=self._config)
             results = await runner.run(spec.checks, context)
             issues = runner.issues(results)
@@ -147,7 +150,7 @@ class Heartbeats:
                 "healthy": healthy,
             }
             if spec.enabled and heartbeat.periodic:
-                patch["nextRunAt"] = models.format_timestamp(_now() + self._interval(spec))
+                patch["nextRunAt"] = models.format_timestamp(self._clock() + self._interval(spec))
             if request is not None:
                 patch["runRequest"] = request
             await self._write(heartbeat, patch)

@@ -14,11 +14,11 @@ ESTABLISH_TIMEOUT = 60.0
 
 
 async def apply_crds(api: client.ApiClient, directory: Path) -> list[str]:
-    """Create or replace every CRD in ``directory``; return their names once Established."""
+    """Create or replace every CRD in ``directory``; return their names once Established and served."""
     extensions = client.ApiextensionsV1Api(api)
     names = []
-    for path in sorted(directory.glob("*.yaml")):
-        manifest = yaml.safe_load(path.read_text())
+    manifests = [yaml.safe_load(path.read_text()) for path in sorted(directory.glob("*.yaml"))]
+    for manifest in manifests:
         name = manifest["metadata"]["name"]
         try:
             current = await extensions.read_custom_resource_definition(name)
@@ -30,7 +30,8 @@ async def apply_crds(api: client.ApiClient, directory: Path) -> list[str]:
             manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
             await extensions.replace_custom_resource_definition(name, manifest)
         names.append(name)
-    await asyncio.wait_for(asyncio.gather(*(_established(extensions, name) for name in names)), ESTABLISH_TIMEOUT)
+    await asyncio.wait_for(asyncio.gather(*(_established(extensions, name) for name in names),
+                                          *(_served(api, manifest) for manifest in manifests)), ESTABLISH_TIMEOUT)
     return names
 
 
@@ -47,4 +48,19 @@ async def _established(extensions: client.ApiextensionsV1Api, name: str) -> None
         conditions = (crd.status.conditions if crd.status else None) or []
         if any(c.type == "Established" and c.status == "True" for c in conditions):
             return
+        await asyncio.sleep(0.1)
+
+
+async def _served(api: client.ApiClient, manifest: dict) -> None:
+    """Until the resource lists: right after Established the API server may still answer 429 "storage is
+    (re)initializing", and a watch that meets that backs off for seconds."""
+    spec = manifest["spec"]
+    while True:
+        try:
+            await kube.custom_objects(api).list_cluster_custom_object(
+                spec["group"], spec["versions"][0]["name"], spec["names"]["plural"], limit=1)
+            return
+        except ApiException as error:
+            if error.status not in (404, 429, 503):
+                raise
         await asyncio.sleep(0.1)

@@ -29,13 +29,12 @@ import datetime
 import heapq
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import config, cron, events, ids, kube, models, status, supervision, validation
+from stan_operator import config, events, ids, kube, models, status, supervision, ticks, validation
 from stan_operator.actions import Action, Outcome, RunContext, jobs
 from stan_operator.index import Key, NamespacedIndex
 
@@ -49,11 +48,6 @@ log = logging.getLogger(__name__)
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(UTC)
-
-
-def _bounded(runs: list[models.Run], limit: int) -> list[models.Run]:
-    """The newest ``limit`` runs, plus older ones still running, whose results are yet to be written."""
-    return runs[:limit] + [run for run in runs[limit:] if run.result == models.RunResult.RUNNING]
 
 
 def _busy(task: Task) -> bool:
@@ -163,7 +157,7 @@ class Scheduler:
             return
         task.status = models.StanTaskStatus.model_validate(observed)
         if task.next_tick is not None and task.next_tick <= tick:
-            task.next_tick = self._next(task.spec, tick)
+            task.next_tick = self._schedule(task.spec).after(tick)
             self._push(task)
 
     def forget(self, namespace: str, name: str) -> None:
@@ -198,14 +192,12 @@ class Scheduler:
                 await self._announce(task, "Paused", "The task is paused.")
             return
         patch: dict = {"status": "active", "observedGeneration": task.generation}
-        baseline = task.status.lastScheduledAt
-        if was == "paused":
-            baseline = now
-            patch["lastScheduledAt"] = models.format_timestamp(now)
-        elif baseline is None:
-            baseline = task.created
-            patch["lastScheduledAt"] = models.format_timestamp(baseline)
-        task.next_tick = self._first_tick(spec, baseline, now) if first_sight else self._next(spec, max(now, baseline))
+        accounted_until = ticks.baseline(task.status.lastScheduledAt, task.created, resumed=was == "paused", now=now)
+        if accounted_until != task.status.lastScheduledAt:
+            patch["lastScheduledAt"] = models.format_timestamp(accounted_until)
+        schedule = self._schedule(spec)
+        task.next_tick = (ticks.first_tick(schedule, accounted_until, now) if first_sight
+                          else ticks.next_after_change(schedule, accounted_until, now))
         if first_sight and not self._standby:
             await self._recover(task)
         patch["nextRunAt"] = models.format_timestamp(task.next_tick)
@@ -216,20 +208,8 @@ class Scheduler:
             await self._announce(task, "Resumed", f"The task is resumed; next run at {patch['nextRunAt']}.")
         self._push(task)
 
-    def _next(self, spec: models.StanTaskSpec, after: datetime.datetime) -> datetime.datetime:
-        return cron.next_tick(spec.schedule, spec.timeZone, after, allow_seconds=self._config.allowSecondSchedules)
-
-    def _first_tick(self, spec: models.StanTaskSpec, baseline: datetime.datetime,
-                    now: datetime.datetime) -> datetime.datetime:
-        """The tick to fire first: the latest one missed since ``baseline``, if any, else the next one.
-
-        Only the latest missed tick is owed (as batch/v1 CronJob does); ``_fire``
-        runs it, or records it as skipped when it is past the deadline.
-        """
-        tick = self._next(spec, baseline)
-        if tick > now:
-            return tick
-        return cron.previous_tick(spec.schedule, spec.timeZone, now, allow_seconds=self._config.allowSecondSchedules)
+    def _schedule(self, spec: models.StanTaskSpec) -> ticks.Schedule:
+        return ticks.Schedule.of(spec, self._config.allowSecondSchedules)
 
     # The timing loop.
 
@@ -257,7 +237,7 @@ class Scheduler:
                 for task in list(self._tasks.values()):
                     async with task.lock:
                         await self._recover(task)
-            now = time.time()
+            now = self._clock().timestamp()
             due: list[tuple[Task, datetime.datetime]] = []
             while self._heap and self._heap[0][0] <= now:
                 moment, _, key = heapq.heappop(self._heap)
@@ -274,7 +254,8 @@ class Scheduler:
                     self._supervisor.spawn(f"tick of {task.namespace}/{task.name}",
                                            self._fire(task, generation, tick, launch))
             self._wakeup.clear()
-            timeout = min(self._heap[0][0] - time.time(), MAX_SLEEP_SECONDS) if self._heap else MAX_SLEEP_SECONDS
+            timeout = (min(self._heap[0][0] - self._clock().timestamp(), MAX_SLEEP_SECONDS) if self._heap
+                       else MAX_SLEEP_SECONDS)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
             except TimeoutError:
@@ -321,7 +302,7 @@ class Scheduler:
             return None
         assert task.spec is not None
         decided = self._clock()
-        skip_reason = self._skip_reason(task, task.spec, tick, decided)
+        skip_reason = ticks.skip_reason(task.spec, tick, decided, busy=_busy(task))
         context = self._context(task, task.spec, tick, f"run_{secrets.token_hex(6)}")
         if skip_reason or task.spec.action in self._config.jobActions:
             return Launch(context, decided, skip_reason, None, None)
@@ -338,8 +319,7 @@ class Scheduler:
         run = models.Run(runId=context.run_id, scheduledAt=tick, startedAt=now,
                          result=models.RunResult.SKIPPED if skip_reason else models.RunResult.RUNNING,
                          message=skip_reason or "", finishedAt=now if skip_reason else None)
-        # A tick past its deadline means the operator was away: go on from now, not tick by tick.
-        following = self._next(spec, now if (now - tick).total_seconds() > spec.startingDeadlineSeconds else tick)
+        following = ticks.following(self._schedule(spec), tick, now, spec.startingDeadlineSeconds)
         # The next tick enters the heap now, so that a queue of claims longer than the schedule's interval
         # delays records, not starts; but only while no earlier claim of this task waits, which bounds the
         # claims queued per task at two.
@@ -370,7 +350,7 @@ class Scheduler:
                     log.exception("claiming tick %s of %s/%s failed", tick, task.namespace, task.name)
                 claimed, failed = False, True
             if (failed or not early) and self._current(task, generation):
-                task.next_tick = self._next(spec, self._clock()) if failed else following
+                task.next_tick = self._schedule(spec).after(self._clock()) if failed else following
                 self._push(task)
             if not claimed:
                 if execution is not None:
@@ -378,8 +358,7 @@ class Scheduler:
                     execution.cancel()
                 return
             if skip_reason is None:
-                if spec.concurrencyPolicy == models.ConcurrencyPolicy.REPLACE.value:
-                    await self._replace_active(task, before=tick)
+                await self._replace(task, ticks.replaced(spec, task.status.recentRuns, tick, set(task.active)))
                 if outcome is not None:
                     task.active.pop(run.runId, None)
                 else:
@@ -408,12 +387,11 @@ class Scheduler:
             if self._tasks.get(task.key) is not task or spec is None or task.status.lastRunRequest == request:
                 return
             now = self._clock()
-            forbidden = spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and _busy(task)
-            reason = "the previous run is still active (concurrencyPolicy: Forbid)" if forbidden else None
+            reason = ticks.request_refusal(spec, busy=_busy(task))
             run = models.Run(runId=f"run_{request[:12]}", scheduledAt=now, startedAt=now,
                              result=models.RunResult.SKIPPED if reason else models.RunResult.RUNNING,
                              message=reason or "run on request", finishedAt=now if reason else None)
-            runs = _bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
+            runs = ticks.bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
             dumped = [item.model_dump(mode="json", by_alias=True) for item in runs]
             patch = {"lastRunRequest": request, "lastRun": dumped[0], "recentRuns": dumped}
             if not reason:
@@ -426,20 +404,10 @@ class Scheduler:
             context = self._context(task, spec, run.scheduledAt, run.runId)
             self._follow(task, context, self._perform(context))
 
-    def _skip_reason(self, task: Task, spec: models.StanTaskSpec, tick: datetime.datetime,
-                     now: datetime.datetime) -> str | None:
-        late = (now - tick).total_seconds()
-        if late > spec.startingDeadlineSeconds:
-            return (f"missed by {late:.0f}s, more than startingDeadlineSeconds ({spec.startingDeadlineSeconds}); "
-                    "the operator was not running at the tick")
-        if spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and _busy(task):
-            return "the previous run is still active (concurrencyPolicy: Forbid)"
-        return None
-
     async def _claim(self, task: Task, tick: datetime.datetime, run: models.Run,
                      following: datetime.datetime | None) -> bool:
         """Take the tick with a compare-and-swap on lastScheduledAt; False when another claim won."""
-        runs = _bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
+        runs = ticks.bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
         expected = models.format_timestamp(task.status.lastScheduledAt) if task.status.lastScheduledAt else None
         values = {"lastScheduledAt": models.format_timestamp(tick),
                   "nextRunAt": models.format_timestamp(following) if following else None,
@@ -475,13 +443,11 @@ class Scheduler:
             raise
         self._supervisor.spawn(f"resync of {task.namespace}/{task.name}", self.observe(body))
 
-    async def _replace_active(self, task: Task, before: datetime.datetime) -> None:
-        """Stop the runs of earlier ticks that are still going: those whose claims recorded them running."""
-        for run in task.status.recentRuns:
-            if run.result == models.RunResult.RUNNING and run.scheduledAt < before and run.runId in task.active:
-                task.active[run.runId].cancel()
-                await self._finish(task, run.runId, Outcome(models.RunResult.FAILED, "replaced by a newer run "
-                                                                                     "(concurrencyPolicy: Replace)"))
+    async def _replace(self, task: Task, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            task.active[run_id].cancel()
+            await self._finish(task, run_id, Outcome(models.RunResult.FAILED,
+                                                     "replaced by a newer run (concurrencyPolicy: Replace)"))
 
     async def _perform(self, context: RunContext,
                        started: asyncio.Future[datetime.datetime] | None = None) -> Outcome:
