@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 # Stan's image: the `stan` command, run as `stan operator ...` or `stan api ...`
 # by the Helm chart. The builder stage makes wheels of Stan and its dependencies;
-# the runtime stage installs only those wheels, so no compiler or source tree ships.
-ARG PYTHON_IMAGE=python:3.11-slim
+# the runtime stage installs only those wheels into a venv, so no compiler, source
+# tree or pip ships. `make image` builds the same image without Docker
+# (stan_controlplane/images.py, from Debian bookworm's own Python 3.11); a test
+# checks that the two recipes agree.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
 WORKDIR /src
@@ -14,12 +17,14 @@ COPY controlplane/stan_controlplane controlplane/stan_controlplane
 RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
-ENV PYTHONDONTWRITEBYTECODE=1 \
+ENV PATH=/opt/stan/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels stan \
+    python -m venv --without-pip /opt/stan \
+    && pip --python /opt/stan/bin/python install --no-index --find-links=/wheels stan \
     && groupadd --gid 10001 stan \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin stan
 USER 10001:10001

@@ -45,8 +45,12 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 .PHONY: controlplane
-controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl, etcd and helm
+controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl, etcd, helm; as root the node's too
 	$(STAN) controlplane build
+
+.PHONY: image
+image: install ## Build Stan's OCI image from the Dockerfile's recipe without Docker (as root) and print its archive
+	$(STAN) image build
 
 .PHONY: generate
 generate: install ## Regenerate what the models define: crds/, the chart's CRDs, its config defaults and schema

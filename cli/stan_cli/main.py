@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from stan_cli import apikey, supervisor
-from stan_controlplane import build
+from stan_controlplane import build, images, node
 from stan_operator import chartgen, config, crdgen, install, webhooks
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -110,15 +110,32 @@ def crds_apply() -> None:
 
 @cli.group()
 def controlplane() -> None:
-    """The local control plane (etcd, kube-apiserver, kube-controller-manager) built from source."""
+    """The local cluster (etcd, kube-apiserver, kube-controller-manager; as root a node) built from source."""
 
 
 @controlplane.command("build")
 def controlplane_build() -> None:
-    """Build and cache the pinned binaries unless they are cached already."""
-    build.ensure_built()
-    for component in build.COMPONENTS:
+    """Build and cache the pinned binaries unless they are cached already: the node's too where it runs."""
+    components = build.CONTROL_PLANE + (build.NODE if node.wanted() else ())
+    build.ensure_built(components)
+    for component in components:
         click.echo(f"{component.name} {component.version}: {build.binary_dir(component)}")
+
+
+@cli.group()
+def image() -> None:
+    """Stan's OCI image, built here from the Dockerfile's recipe without Docker or a registry."""
+
+
+@image.command("build")
+def image_build() -> None:
+    """Build Stan's image unless it is cached (root: debootstrap, umoci) and print its OCI archive's path."""
+    try:
+        built = images.stan_image()
+    except RuntimeError as error:  # no root, a package missing, a failed step: say which, without a traceback
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{built.reference} (in containerd: {built.containerd_name})", err=True)
+    click.echo(built.archive)
 
 
 cli.add_command(apikey.apikey)

@@ -1,12 +1,14 @@
 """``stan run``: Stan on one machine, in the foreground.
 
-It starts the local control plane unless ``KUBECONFIG`` names a cluster,
+It starts the local control plane, with a node as root (see
+``stan_controlplane.node``), unless ``KUBECONFIG`` names a cluster,
 installs the CRDs, then runs the operator and the REST facade as child
 processes. Ctrl-C, SIGTERM, SIGHUP or losing the reader of its output (``make
 run | tee run.log`` loses tee to the same Ctrl-C) stop the children, then the
 control plane; if a child dies, everything stops, so a half-running Stan is
 never left behind. Should ``stan run`` itself be killed, the kernel kills the
-children (see ``stan_controlplane.processes``).
+children (see ``stan_controlplane.processes``), and the next start cleans up
+what outlives them (a node's containers, see ``stan_controlplane.host``).
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from stan_controlplane import build, cluster, processes
+from stan_controlplane import build, cluster, node, processes
 from stan_operator import install
 
 STAGE_GRACE_PERIOD = 5.0
-"""Four stages stop in turn (operator and API, controller manager, API server, etcd): 20 s at worst."""
+"""Stages stop in turn (operator and API, then the cluster's: kubelet, containerd, scheduler, controller
+manager, API server, etcd), each within this; in practice each takes well under a second."""
 _STOP_SIGNALS = {signal.SIGINT: 0, signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGHUP: 128 + signal.SIGHUP}
 """The signals that stop Stan, with the exit code of each: Ctrl-C is how one stops Stan, not a failure."""
 _OUTPUT_LOST = 128 + signal.SIGPIPE
@@ -123,7 +126,7 @@ def run(project_root: Path, api_port: int) -> int:
     try:
         if not os.environ.get("KUBECONFIG"):
             state_dir = Path(os.environ.get("STAN_HOME", project_root / ".stan"))
-            plane = cluster.start(state_dir / "local")
+            plane = cluster.start(state_dir / "local", with_node=node.wanted())
             os.environ["KUBECONFIG"] = str(plane.kubeconfig)
         for name in asyncio.run(install.apply_crds_to_current_cluster(project_root / "crds")):
             _say(f"==> CRD {name} established")

@@ -1,10 +1,12 @@
-"""Build the control-plane binaries once, from the Go module proxy, and cache them.
+"""Build the control plane's and the node's binaries once, from the Go module proxy, and cache them.
 
 The versions are pinned by the wrapper modules beside this file (``kube/``,
-``etcd/``, and ``helm/`` for the chart's tests); the cache key includes a digest
-of their go.mod and go.sum, so a version bump rebuilds and an unchanged checkout
-never does. The cache lives outside the work tree so that fresh clones on the
-same machine reuse it.
+``etcd/``, ``containerd/``, and ``helm/`` for the chart's tests); the cache key
+includes a digest of their go.mod and go.sum and of the build settings, so a
+version bump rebuilds and an unchanged checkout never does. The cache lives
+outside the work tree so that fresh clones on the same machine reuse it. The
+node's binaries are built only where a node can run (see ``node.wanted``), so
+a machine that cannot run one never waits for them.
 """
 from __future__ import annotations
 
@@ -25,17 +27,23 @@ MODULES_DIR = Path(__file__).resolve().parent.parent
 
 @dataclasses.dataclass(frozen=True)
 class Component:
-    """One wrapper module and the commands it builds."""
+    """Commands built together from one wrapper module."""
 
     name: str
     pinned_module: str
     executables: dict[str, str]  # Go package -> the executable's name
+    cold_build: str
+    """How long a build from empty Go caches took on 2 cores, for the progress message."""
     stamps: Callable[[Component], dict[str, str]] = lambda component: {}
     """Go string variables set at link time (``-X``), as the upstream release builds set them."""
+    module: str = ""
+    """The wrapper module's directory when it is not ``name``: one module may feed two components."""
+    cgo: bool = True
+    """False builds pure-Go static binaries, as upstream builds containerd's shim, whatever C compiler is around."""
 
     @property
     def module_dir(self) -> Path:
-        return MODULES_DIR / self.name
+        return MODULES_DIR / (self.module or self.name)
 
     @property
     def version(self) -> str:
@@ -58,6 +66,7 @@ class Component:
         for file in ("go.mod", "go.sum"):
             digest.update((self.module_dir / file).read_bytes())
         digest.update(self.ldflags.encode())  # empty for most: their keys stay as they were
+        digest.update(b"" if self.cgo else b"CGO_ENABLED=0")
         return f"{self.name}-{self.version}-{digest.hexdigest()[:12]}"
 
 
@@ -71,6 +80,21 @@ def _helm_stamps(component: Component) -> dict[str, str]:
     return stamps
 
 
+def _kube_stamps(component: Component) -> dict[str, str]:
+    """What Kubernetes' release build stamps (hack/lib/version.sh): the version every binary reports,
+    which the Node object shows as its kubelet's and Helm reads as ``.Capabilities.KubeVersion``."""
+    version = component.version
+    _, minor, _ = version.split(".")
+    values = {"gitVersion": version, "gitMajor": "1", "gitMinor": minor, "gitTreeState": "clean"}
+    return {f"{package}.{name}": value for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+            for name, value in values.items()}
+
+
+def _containerd_stamps(component: Component) -> dict[str, str]:
+    """What containerd's Makefile stamps: the version the CRI reports to the kubelet."""
+    return {"github.com/containerd/containerd/v2/version.Version": component.version}
+
+
 KUBE = Component(
     name="kube",
     pinned_module="k8s.io/kubernetes",
@@ -79,12 +103,41 @@ KUBE = Component(
         "k8s.io/kubernetes/cmd/kube-controller-manager": "kube-controller-manager",
         "k8s.io/kubernetes/cmd/kubectl": "kubectl",
     },
+    cold_build="about 5 minutes",
+    stamps=_kube_stamps,
 )
 ETCD = Component(name="etcd", pinned_module="go.etcd.io/etcd/server/v3",
-                 executables={"go.etcd.io/etcd/server/v3": "etcd"})
+                 executables={"go.etcd.io/etcd/server/v3": "etcd"}, cold_build="under 1 minute")
 HELM = Component(name="helm", pinned_module="helm.sh/helm/v3",
-                 executables={"helm.sh/helm/v3/cmd/helm": "helm"}, stamps=_helm_stamps)
-COMPONENTS = (KUBE, ETCD, HELM)
+                 executables={"helm.sh/helm/v3/cmd/helm": "helm"}, cold_build="1 to 3 minutes",
+                 stamps=_helm_stamps)
+KUBE_NODE = Component(
+    name="kube-node",
+    module="kube",
+    pinned_module="k8s.io/kubernetes",
+    executables={
+        "k8s.io/kubernetes/cmd/kubelet": "kubelet",
+        "k8s.io/kubernetes/cmd/kube-scheduler": "kube-scheduler",
+        "k8s.io/kubernetes/cmd/kube-proxy": "kube-proxy",
+    },
+    cold_build="about 40 seconds once kube is built, whose packages it shares",
+    stamps=_kube_stamps,
+)
+CONTAINERD = Component(
+    name="containerd",
+    pinned_module="github.com/containerd/containerd/v2",
+    executables={
+        "github.com/containerd/containerd/v2/cmd/containerd": "containerd",
+        "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2": "containerd-shim-runc-v2",
+        "github.com/containerd/containerd/v2/cmd/ctr": "ctr",
+    },
+    cold_build="about 75 seconds",
+    stamps=_containerd_stamps,
+    cgo=False,  # and so without the btrfs snapshotter, whose C headers a fresh machine lacks
+)
+CONTROL_PLANE = (KUBE, ETCD, HELM)
+NODE = (KUBE_NODE, CONTAINERD)
+COMPONENTS = CONTROL_PLANE + NODE
 
 
 def cache_root() -> Path:
@@ -105,16 +158,16 @@ def _go_default_name(package: str) -> str:
 
 
 def binary_path(name: str) -> Path:
-    """Where a built binary lives: ``etcd``, ``kube-apiserver``, ``kube-controller-manager``, ``kubectl``, ``helm``."""
+    """Where a built binary lives, by its name: ``etcd``, ``kube-apiserver``, ``kubelet``, ``ctr``, ``helm``..."""
     for component in COMPONENTS:
         if name in component.executables.values():
             return binary_dir(component) / name
     raise KeyError(name)
 
 
-def ensure_built(out=sys.stderr) -> None:
-    """Build whatever is not cached yet, printing progress for the long cold build."""
-    for component in COMPONENTS:
+def ensure_built(components: tuple[Component, ...] = CONTROL_PLANE, out=sys.stderr) -> None:
+    """Build whatever of ``components`` is not cached yet, printing progress for the long cold build."""
+    for component in components:
         target = binary_dir(component)
         if target.is_dir():
             continue
@@ -125,7 +178,7 @@ def _build(component: Component, target: Path, out) -> None:
     if shutil.which("go") is None:
         raise RuntimeError("Go is needed to build the local control plane; install Go >= 1.26")
     print(f"==> building {component.name} {component.version} (first run only; "
-          f"from empty caches on 2 cores: kube about 5 minutes, etcd under 1, helm 1 to 3)", file=out, flush=True)
+          f"from empty caches on 2 cores: {component.cold_build})", file=out, flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=target.parent))
     started = time.monotonic()
@@ -139,8 +192,9 @@ def _build(component: Component, target: Path, out) -> None:
           file=out, flush=True)
     command = ["go", "build", "-v", "-trimpath", f"-ldflags={component.ldflags}", "-o", str(staging) + "/",
                *component.executables]
+    env = os.environ | ({} if component.cgo else {"CGO_ENABLED": "0"})
     process = subprocess.Popen(command, cwd=component.module_dir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, env=env)
     assert process.stderr is not None
     compiled = 0
     errors: list[str] = []

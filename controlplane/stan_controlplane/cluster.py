@@ -1,9 +1,16 @@
-"""Start and stop etcd, kube-apiserver and kube-controller-manager on loopback.
+"""Start and stop the local cluster: etcd, kube-apiserver, kube-controller-manager and, with a node,
+kube-scheduler and the node itself (containerd, kubelet, kube-proxy: see ``node``).
 
 State (PKI, etcd data, logs, ports, pids) lives in one directory, ``.stan/``
 by default. The processes die with the one that started them; should any
 survive a crash anyway, the pids left behind are stopped by the next start,
 and ports that became busy are picked anew.
+
+Without a node the API server listens on loopback. With one it listens on the
+host's end of the link to the node instead (``host.Instance.host_address``),
+which the kubelet and the pods reach and which is the address it advertises:
+the ``kubernetes`` Service's endpoint, where kube-proxy sends pods. The
+kubeconfigs name whichever address it is, so clients never need to know.
 """
 from __future__ import annotations
 
@@ -11,44 +18,61 @@ import dataclasses
 import json
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-from stan_controlplane import build, certs, processes
+from stan_controlplane import build, certs, node, processes
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_TIMEOUT = 120.0
-PORT_NAMES = ("etcd_client", "etcd_peer", "apiserver", "controller_manager")
+PORT_NAMES = ("etcd_client", "etcd_peer", "apiserver", "controller_manager", "scheduler")
+STOP_ORDER = ("scheduler", "controller-manager", "apiserver", "etcd")
+"""Each stops gracefully while what it needs still runs."""
 
 
 @dataclasses.dataclass
 class ControlPlane:
-    """A running control plane whose processes belong to this Python process."""
+    """A running control plane, and its node if it has one, whose processes belong to this Python process."""
 
     state_dir: Path
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen[bytes]]
+    node: node.Node | None = None
 
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
 
     @property
+    def address(self) -> str:
+        """Where the API server listens: loopback, or the host's end of the link to the node."""
+        return self.node.instance.host_address if self.node is not None else "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.address}:{self.ports['apiserver']}"
 
     def stop(self, grace_period: float = processes.GRACE_PERIOD) -> None:
-        """Stop the controller manager, then the API server, then etcd: each gracefully while what it needs runs."""
-        for name in ("controller-manager", "apiserver", "etcd"):
+        """Stop the node's processes, the control plane, then undo the node's changes to the machine.
+
+        The kubelet goes first, as its connections would hold up the API
+        server's graceful stop for the whole grace period; the node's link
+        goes last, as the API server's address goes with it.
+        """
+        if self.node is not None:
+            self.node.stop(grace_period)
+        for name in STOP_ORDER:
             process = self.processes.get(name)
             if process is not None:
                 processes.stop(process, timeout=grace_period)
+        if self.node is not None:
+            self.node.release()
         _pid_file(self.state_dir).unlink(missing_ok=True)
 
     def stop_apiserver(self) -> None:
@@ -62,8 +86,7 @@ class ControlPlane:
         starting its controllers; a kubelet would restart it, so this does.
         """
         pki = certs.Pki(self.state_dir / "pki")
-        self.processes["apiserver"] = _spawn(self.state_dir, "apiserver", _apiserver_args(self.state_dir, pki,
-                                                                                          self.ports))
+        self.processes["apiserver"] = _spawn(self.state_dir, "apiserver", _apiserver_args(self, pki))
         _record_pids(self)
         wait_ready(self, watched=("etcd", "apiserver"))
         if self.processes["controller-manager"].poll() is not None:
@@ -128,8 +151,7 @@ def _ports(state_dir: Path) -> dict[str, int]:
 
 
 def _spawn(state_dir: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-    with (state_dir / "logs" / f"{name}.log").open("ab") as log:
-        return processes.spawn(args, output=log)
+    return processes.spawn_logged(args, state_dir / "logs" / f"{name}.log")
 
 
 def _write_kubeconfig(path: Path, server: str, pki: certs.Pki, user: str) -> None:
@@ -152,18 +174,29 @@ def _etcd_args(state_dir: Path, ports: dict[str, int]) -> list[str]:
             f"--initial-cluster=stan={peer}", "--unsafe-no-fsync", "--log-level=warn"]
 
 
-def _apiserver_args(state_dir: Path, pki: certs.Pki, ports: dict[str, int]) -> list[str]:
+def _apiserver_args(plane: ControlPlane, pki: certs.Pki) -> list[str]:
+    """Node authorization and NodeRestriction confine each kubelet to its own node; the API server
+    is a client of kubelets (logs, exec) with a certificate of its own, and checks theirs."""
+    # Loopback cannot be an endpoint: the `kubernetes` Service gets one only when pods can reach it.
+    reconciler = "lease" if plane.node is not None else "none"
     return [str(build.binary_path("kube-apiserver")),
-            f"--etcd-servers=http://127.0.0.1:{ports['etcd_client']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
-            f"--cert-dir={state_dir / 'apiserver'}",
+            f"--etcd-servers=http://127.0.0.1:{plane.ports['etcd_client']}",
+            f"--bind-address={plane.address}", f"--advertise-address={plane.address}",
+            f"--secure-port={plane.ports['apiserver']}", f"--cert-dir={plane.state_dir / 'apiserver'}",
             f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
-            f"--client-ca-file={pki.ca_cert}", "--authorization-mode=RBAC",
+            f"--client-ca-file={pki.ca_cert}", "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
+            f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+            f"--kubelet-certificate-authority={pki.ca_cert}", "--kubelet-preferred-address-types=InternalIP",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.service_account_pub}",
             f"--service-account-signing-key-file={pki.service_account_key}",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            "--endpoint-reconciler-type=none"]
+            f"--endpoint-reconciler-type={reconciler}",
+            # Close watches when stopping: else each client watching over HTTP/2 (kubectl, the kubelet)
+            # holds the stop for the whole grace period.
+            "--shutdown-watch-termination-grace-period=2s"]
 
 
 def _controller_manager_args(state_dir: Path, pki: certs.Pki, ports: dict[str, int]) -> list[str]:
@@ -178,21 +211,44 @@ def _controller_manager_args(state_dir: Path, pki: certs.Pki, ports: dict[str, i
             f"--root-ca-file={pki.ca_cert}"]
 
 
+def _scheduler_args(state_dir: Path, ports: dict[str, int]) -> list[str]:
+    kubeconfig = state_dir / "scheduler.kubeconfig"
+    return [str(build.binary_path("kube-scheduler")),
+            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
+            f"--cert-dir={state_dir / 'scheduler'}", "--leader-elect=false"]
+
+
+def _grant_kubelet_api(plane: ControlPlane, pki: certs.Pki) -> None:
+    """The API server's user toward kubelets may use their API (logs, exec, port-forward), and nothing else,
+    as kubeadm grants it."""
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "stan:kube-apiserver-kubelet-client"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "system:kubelet-api-admin"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": certs.KUBELET_CLIENT_USER}]}
+    request = urllib.request.Request(f"{plane.server}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                                     data=json.dumps(binding).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, context=pki.client_context("admin"), timeout=10).close()
+    except urllib.error.HTTPError as error:
+        if error.code != 409:  # kept from an earlier run
+            raise
+
+
 def wait_ready(plane: ControlPlane, timeout: float = READY_TIMEOUT,
                watched: tuple[str, ...] = ("etcd", "apiserver", "controller-manager")) -> None:
     """Poll the API server's /readyz with the admin's client certificate; fail if a watched process exits."""
-    pki = certs.Pki(plane.state_dir / "pki")
-    context = ssl.create_default_context(cafile=str(pki.ca_cert))
-    context.load_cert_chain(str(pki.cert("admin")), str(pki.key("admin")))
+    context = certs.Pki(plane.state_dir / "pki").client_context("admin")
     deadline = time.monotonic() + timeout
     last_error = ""
     while time.monotonic() < deadline:
         for name, process in plane.processes.items():
-            if name in watched and process.poll() is not None:
-                log = plane.state_dir / "logs" / f"{name}.log"
-                tail = log.read_text(errors="replace").splitlines()[-20:]
-                raise RuntimeError(f"{name} exited with {process.returncode}; last lines of {log}:\n"
-                                   + "\n".join(tail))
+            if name in watched:
+                processes.raise_if_exited(name, process, plane.state_dir / "logs" / f"{name}.log")
         try:
             with urllib.request.urlopen(f"{plane.server}/readyz", context=context, timeout=2) as response:
                 if response.status == 200:
@@ -203,28 +259,33 @@ def wait_ready(plane: ControlPlane, timeout: float = READY_TIMEOUT,
     raise TimeoutError(f"the API server was not ready after {timeout:.0f}s: {last_error}")
 
 
-def start(state_dir: Path, *, fresh: bool = False, out=sys.stderr) -> ControlPlane:
-    """Build if needed, then start the control plane and wait until it is ready.
+def start(state_dir: Path, *, fresh: bool = False, with_node: bool = False, out=sys.stderr) -> ControlPlane:
+    """Build if needed, then start the control plane, and a node if asked, and wait until they are ready.
 
     ``fresh`` wipes stored objects (tests want a clean cluster; ``make run``
-    keeps the user's tasks across restarts).
+    keeps the user's tasks across restarts). ``with_node`` needs root; callers
+    ask ``node.wanted()`` whether this run should have one.
     """
-    build.ensure_built(out)
+    build.ensure_built(build.CONTROL_PLANE + (build.NODE if with_node else ()), out)
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     stop_stale(state_dir)
     if fresh:
         shutil.rmtree(state_dir / "etcd", ignore_errors=True)
     (state_dir / "logs").mkdir(exist_ok=True)
-    pki = certs.ensure(state_dir / "pki")
     ports = _ports(state_dir)
     plane = ControlPlane(state_dir=state_dir, ports=ports, processes={})
-    _write_kubeconfig(plane.kubeconfig, plane.server, pki, "admin")
-    _write_kubeconfig(state_dir / "controller-manager.kubeconfig", plane.server, pki, "controller-manager")
     started = time.monotonic()
     try:
+        if with_node:
+            plane.node = node.Node.claim(state_dir, out)
+        pki = certs.ensure(state_dir / "pki", plane.address)
+        _write_kubeconfig(plane.kubeconfig, plane.server, pki, "admin")
+        node_users = ("scheduler", "node", "kube-proxy") if plane.node is not None else ()
+        for user in ("controller-manager", *node_users):
+            _write_kubeconfig(state_dir / f"{user}.kubeconfig", plane.server, pki, user)
         plane.processes["etcd"] = _spawn(state_dir, "etcd", _etcd_args(state_dir, ports))
-        plane.processes["apiserver"] = _spawn(state_dir, "apiserver", _apiserver_args(state_dir, pki, ports))
+        plane.processes["apiserver"] = _spawn(state_dir, "apiserver", _apiserver_args(plane, pki))
         _record_pids(plane)
         wait_ready(plane)
         plane.processes["controller-manager"] = _spawn(
@@ -232,6 +293,12 @@ def start(state_dir: Path, *, fresh: bool = False, out=sys.stderr) -> ControlPla
         _record_pids(plane)
         print(f"==> control plane ready at {plane.server} in {time.monotonic() - started:.1f}s "
               f"(kubeconfig {plane.kubeconfig})", file=out, flush=True)
+        if plane.node is not None:
+            _grant_kubelet_api(plane, pki)
+            plane.processes["scheduler"] = _spawn(state_dir, "scheduler", _scheduler_args(state_dir, ports))
+            _record_pids(plane)
+            plane.node.start(pki, plane.server, state_dir / "node.kubeconfig", state_dir / "kube-proxy.kubeconfig",
+                             out)
     except BaseException:  # a print to a closed pipe too: the caller never gets the plane to stop
         plane.stop()
         raise

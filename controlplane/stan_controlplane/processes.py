@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO
 
 _PR_SET_PDEATHSIG = 1
@@ -25,8 +26,8 @@ GRACE_PERIOD = 15.0
 """How long a process may take to stop on SIGTERM before it gets SIGKILL."""
 
 
-def _die_with(parent: int) -> Callable[[], None]:
-    """Runs in the child before exec.
+def _die_with(parent: int, then: Callable[[], None] | None) -> Callable[[], None]:
+    """Runs in the child before exec, and ``then`` after it.
 
     The kernel sends the signal when the *thread* that forked ends, so spawn
     from the main thread or one living as long as the child.
@@ -35,6 +36,8 @@ def _die_with(parent: int) -> Callable[[], None]:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(1)
+        if then is not None:
+            then()
     return die_with_parent
 
 
@@ -45,12 +48,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn(args: list[str], *, output: IO[bytes] | None = None,
-          env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``args``; its output goes to ``output`` (a file) or, when None, to ours."""
+def spawn(args: list[str], *, output: IO[bytes] | None = None, env: Mapping[str, str] | None = None,
+          before_exec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``args``; its output goes to ``output`` (a file) or, when None, to ours.
+
+    ``before_exec`` runs in the child just before ``args`` replaces it (to
+    enter a namespace or a cgroup, say): only system calls, no locks.
+    """
     return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT if output else None,
                             stdin=subprocess.DEVNULL, env=dict(env) if env is not None else None,
-                            start_new_session=True, preexec_fn=_die_with(os.getpid()))
+                            start_new_session=True, preexec_fn=_die_with(os.getpid(), before_exec))
+
+
+def spawn_logged(args: list[str], log: Path, before_exec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``args`` with its output appended to ``log``."""
+    with log.open("ab") as output:
+        return spawn(args, output=output, before_exec=before_exec)
+
+
+def raise_if_exited(name: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Fail with the end of its log if ``process`` is no longer running: a start cannot succeed then."""
+    if process.poll() is not None:
+        tail = log.read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError(f"{name} exited with {process.returncode}; last lines of {log}:\n" + "\n".join(tail))
 
 
 def terminate(exited: Mapping[int, Callable[[], bool]], timeout: float = GRACE_PERIOD) -> None:
