@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from stan_api import guard, metrics, schemas
 from stan_api.facade import Conflict, Facade, Invalid, NotFound, QuotaExceeded, TimedOut, Unavailable
-from stan_api.routes import heartbeat, tasks
+from stan_api.routes import console, heartbeat, overview, tasks
 from stan_operator import config, validation
 
 ERRORS = {
@@ -38,6 +38,7 @@ def create_app() -> FastAPI:
         await app.state.facade.stop()
 
     app = FastAPI(title="Stan Tasks & Heartbeat API", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # served from the package's assets by console.mount
                   description="Scheduled tasks and the heartbeat of your Stan tenant. Every /api/v1/stan "
                               "endpoint needs an X-API-Key with the stan:execute scope.")
     app.add_middleware(guard.Guard, limits=config.load().limits)
@@ -79,7 +80,7 @@ def create_app() -> FastAPI:
                    "type": e["type"]} for e in error.errors()]
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
-    for router in (tasks.router, heartbeat.router):
+    for router in (tasks.router, heartbeat.router, overview.router):
         app.include_router(router, responses=ERRORS)
 
     @app.get("/healthz", include_in_schema=False)
@@ -96,4 +97,5 @@ def create_app() -> FastAPI:
     async def metrics_endpoint() -> object:
         return observed.exposition()
 
+    console.mount(app)
     return app
