@@ -2,8 +2,9 @@
 installs into a real API server, and grants its ServiceAccounts enough to run Stan
 and no more, shown by acting with their own tokens.
 
-No kubelet runs, so the chart's Pods stay Pending; the operator runs here as a
-process that authenticates as the chart's operator ServiceAccount instead.
+Here the releases have no replicas: the operator and the facade run as processes that
+authenticate as the chart's ServiceAccounts, so each permission can be probed. The chart
+installed and running on a real node is tests/test_chart_install.py.
 """
 from __future__ import annotations
 
@@ -258,7 +259,8 @@ def _installed(name: str, directory: Path, values: dict[str, str]) -> Iterator[R
     if values.get("crds.install") != "false":
         _adopt_crds(installed.name, installed.namespace)
     result = helm("install", installed.name, str(CHART), "--namespace", installed.namespace,
-                  *sets({"fullnameOverride": installed.name, **values}))
+                  *sets({"fullnameOverride": installed.name, "operator.replicaCount": "0", "api.replicaCount": "0",
+                         **values}))
     assert result.returncode == 0, result.stderr
     try:
         yield installed

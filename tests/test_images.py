@@ -29,7 +29,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from stan_controlplane import buildcontext, debian, images
+from stan_controlplane import build, buildcontext, debian, images
 
 from .conftest import PROJECT_ROOT
 
@@ -160,6 +160,18 @@ def test_busybox_stays_up_as_a_sandbox(busybox_bundle: Bundle) -> None:
 def test_busybox_runs_a_pods_command(busybox_bundle: Bundle) -> None:
     ran = busybox_bundle.run(["/bin/sh", "-c", "echo hello from $(id -un) in $(pwd); exit 7"])
     assert (ran.returncode, ran.stdout) == (7, "hello from nobody in /\n"), ran.stderr
+
+
+def test_coredns_is_its_binary_alone_run_as_non_root(runtime: None, tmp_path_factory: pytest.TempPathFactory) -> None:
+    coredns = images.coredns_image()
+    assert coredns.reference == f"stan.local/coredns:{build.COREDNS.version}"
+    config = _image_config(coredns.archive)["config"]
+    assert (config["User"], config["Entrypoint"]) == ("65532:65532", ["/coredns"])
+    bundle = Bundle(coredns, tmp_path_factory.mktemp("coredns"))
+    assert os.listdir(bundle.rootfs) == ["coredns"], "no shell, no libraries: a static binary needs none"
+    ran = bundle.run(["/coredns", "-version"])
+    assert ran.returncode == 0 and ran.stdout.startswith(f"CoreDNS-{build.COREDNS.version.removeprefix('v')}\n"), \
+        ran.stderr
 
 
 def _dockerfile() -> tuple[dict[str, str], list[tuple[str, str]]]:

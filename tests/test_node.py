@@ -1,5 +1,5 @@
-"""The local node: a real kubelet, containerd and kube-proxy run Pods and Services, under proper identities,
-and leave nothing behind.
+"""The local node: a real kubelet, containerd and kube-proxy run Pods and Services, which the cluster's DNS names,
+under proper identities, and leave nothing behind.
 
 A node runs only as root. This module's clusters are its own, so that it
 does not depend on whether the session's has a node: one shared by the tests
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from stan_controlplane import build, certs, cluster, host, images, node
+from stan_controlplane import build, certs, cluster, dns, host, images, node
 
 from .conftest import STATE_DIR
 
@@ -449,3 +449,33 @@ def test_the_api_server_reaches_a_pod(node_plane: cluster.ControlPlane, namespac
                                       f"/api/v1/namespaces/{namespace}/pods/web:8080/proxy/", check=False).stdout,
                       what="the pod's answer through the API server")
     assert answer == "served by web\n"
+
+
+def test_pods_resolve_the_clusters_names_and_nothing_else(node_plane: cluster.ControlPlane, namespace: str) -> None:
+    """The cluster's DNS answers Services' names and addresses from the API server; a name outside the
+    cluster is refused at once, forwarded nowhere; a Pod's resolver knows the cluster's DNS and domains only,
+    nothing of the host's."""
+    serve_web(node_plane, namespace)
+    kubectl(node_plane.kubeconfig, "create", "service", "clusterip", "web", "--tcp=80:8080", "-n", namespace)
+    address = json.loads(kubectl(node_plane.kubeconfig, "get", "service", "web", "-n", namespace, "-o",
+                                 "json").stdout)["spec"]["clusterIP"]
+    name = f"web.{namespace}.svc.{dns.DOMAIN}"
+    apply(node_plane.kubeconfig, pod_manifest("resolver", "sh", "-c", f"cat /etc/resolv.conf; nslookup {name}; "
+                                              f"nslookup {address}; nslookup example.com; true", namespace=namespace))
+    wait_for(lambda: phase(node_plane.kubeconfig, "resolver", "Succeeded", namespace), what="the Pod succeeding")
+    answer = kubectl(node_plane.kubeconfig, "logs", "-n", namespace, "resolver").stdout
+    assert answer.startswith(f"search {namespace}.svc.{dns.DOMAIN} svc.{dns.DOMAIN} {dns.DOMAIN}\n"
+                             f"nameserver {dns.CLUSTER_IP}\noptions ndots:5\n"), answer
+    assert f"Name:\t{name}\nAddress: {address}\n" in answer
+    assert f"name = {name}\n" in answer, "and the address's reverse name"
+    assert "server can't find example.com: REFUSED" in answer
+
+
+def test_the_clusters_dns_has_no_plugin_that_sends_queries_elsewhere() -> None:
+    """Not only does its Corefile forward nowhere: the CoreDNS built here has no plugin that could (forward,
+    grpc, the cloud providers' DNS...), only these, which answer from the cluster or report on CoreDNS."""
+    build.ensure_built((build.COREDNS,))
+    listed = subprocess.run([str(build.binary_path("coredns")), "-plugins"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert set(listed) == {"cache", "errors", "health", "kubernetes", "loadbalance", "metadata", "prometheus",
+                           "ready", "transfer"}

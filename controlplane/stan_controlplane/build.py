@@ -1,12 +1,13 @@
 """Build the control plane's and the node's binaries once, from the Go module proxy, and cache them.
 
 The versions are pinned by the wrapper modules beside this file (``kube/``,
-``etcd/``, ``containerd/``, and ``helm/`` for the chart's tests); the cache key
-includes a digest of their go.mod and go.sum and of the build settings, so a
-version bump rebuilds and an unchanged checkout never does. The cache lives
-outside the work tree so that fresh clones on the same machine reuse it. The
-node's binaries are built only where a node can run (see ``node.wanted``), so
-a machine that cannot run one never waits for them.
+``etcd/``, ``containerd/``, ``coredns/``, and ``helm/`` for the chart's tests);
+the cache key includes a digest of their go.mod and go.sum (and Go source, which
+only coredns' has) and of the build settings, so a version bump rebuilds and an
+unchanged checkout never does. The cache lives outside the work tree so that
+fresh clones on the same machine reuse it. The node's binaries (CoreDNS's too)
+are built only where a node can run (see ``node.wanted``), so a machine that
+cannot run one never waits for them.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class Component:
 
     def required_version(self, module: str) -> str:
         go_mod = (self.module_dir / "go.mod").read_text()
-        match = re.search(rf"^\s*{re.escape(module)} (v\S+)", go_mod, re.MULTILINE)
+        match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", go_mod, re.MULTILINE)
         if match is None:
             raise RuntimeError(f"{self.module_dir}/go.mod does not require {module}")
         return match.group(1)
@@ -63,7 +64,8 @@ class Component:
     @property
     def cache_key(self) -> str:
         digest = hashlib.sha256()
-        for file in ("go.mod", "go.sum"):
+        # A wrapper's own Go source (coredns' main.go) too; the others have none, so their keys stay as they were.
+        for file in ("go.mod", "go.sum", *sorted(path.name for path in self.module_dir.glob("*.go"))):
             digest.update((self.module_dir / file).read_bytes())
         digest.update(self.ldflags.encode())  # empty for most: their keys stay as they were
         digest.update(b"" if self.cgo else b"CGO_ENABLED=0")
@@ -135,8 +137,15 @@ CONTAINERD = Component(
     stamps=_containerd_stamps,
     cgo=False,  # and so without the btrfs snapshotter, whose C headers a fresh machine lacks
 )
+COREDNS = Component(
+    name="coredns",
+    pinned_module="github.com/coredns/coredns",
+    executables={"stan.local/controlplane/coredns": "coredns"},  # the wrapper's own main: the plugins it uses
+    cold_build="about 80 seconds",
+    cgo=False,  # static, so that its image holds the binary alone
+)
 CONTROL_PLANE = (KUBE, ETCD, HELM)
-NODE = (KUBE_NODE, CONTAINERD)
+NODE = (KUBE_NODE, CONTAINERD, COREDNS)
 COMPONENTS = CONTROL_PLANE + NODE
 
 

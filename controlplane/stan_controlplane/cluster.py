@@ -21,13 +21,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-from stan_controlplane import build, certs, node, processes
+from stan_controlplane import build, certs, kubeapi, node, processes
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_TIMEOUT = 120.0
@@ -177,8 +176,9 @@ def _etcd_args(state_dir: Path, ports: dict[str, int]) -> list[str]:
 def _apiserver_args(plane: ControlPlane, pki: certs.Pki) -> list[str]:
     """Node authorization and NodeRestriction confine each kubelet to its own node; the API server
     is a client of kubelets (logs, exec) with a certificate of its own, and checks theirs."""
+    with_node = plane.node is not None
     # Loopback cannot be an endpoint: the `kubernetes` Service gets one only when pods can reach it.
-    reconciler = "lease" if plane.node is not None else "none"
+    reconciler = "lease" if with_node else "none"
     return [str(build.binary_path("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{plane.ports['etcd_client']}",
             f"--bind-address={plane.address}", f"--advertise-address={plane.address}",
@@ -194,6 +194,10 @@ def _apiserver_args(plane: ControlPlane, pki: certs.Pki) -> list[str]:
             f"--service-account-signing-key-file={pki.service_account_key}",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
             f"--endpoint-reconciler-type={reconciler}",
+            # Services' cluster IPs exist only inside the node, where kube-proxy routes them: dialled from the
+            # host, a webhook's would leave by its default route. The host routes the pod range, so webhooks and
+            # aggregated APIs are dialled at an endpoint's Pod address.
+            f"--enable-aggregator-routing={'true' if with_node else 'false'}",
             # Close watches when stopping: else each client watching over HTTP/2 (kubectl, the kubelet)
             # holds the stop for the whole grace period.
             "--shutdown-watch-termination-grace-period=2s"]
@@ -220,23 +224,15 @@ def _scheduler_args(state_dir: Path, ports: dict[str, int]) -> list[str]:
             f"--cert-dir={state_dir / 'scheduler'}", "--leader-elect=false"]
 
 
-def _grant_kubelet_api(plane: ControlPlane, pki: certs.Pki) -> None:
+def _grant_kubelet_api(api: kubeapi.Client) -> None:
     """The API server's user toward kubelets may use their API (logs, exec, port-forward), and nothing else,
     as kubeadm grants it."""
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+    api.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": "stan:kube-apiserver-kubelet-client"},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                            "name": "system:kubelet-api-admin"},
                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                             "name": certs.KUBELET_CLIENT_USER}]}
-    request = urllib.request.Request(f"{plane.server}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-                                     data=json.dumps(binding).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        urllib.request.urlopen(request, context=pki.client_context("admin"), timeout=10).close()
-    except urllib.error.HTTPError as error:
-        if error.code != 409:  # kept from an earlier run
-            raise
+                             "name": certs.KUBELET_CLIENT_USER}]})
 
 
 def wait_ready(plane: ControlPlane, timeout: float = READY_TIMEOUT,
@@ -294,11 +290,11 @@ def start(state_dir: Path, *, fresh: bool = False, with_node: bool = False, out=
         print(f"==> control plane ready at {plane.server} in {time.monotonic() - started:.1f}s "
               f"(kubeconfig {plane.kubeconfig})", file=out, flush=True)
         if plane.node is not None:
-            _grant_kubelet_api(plane, pki)
+            api = kubeapi.Client(plane.server, pki.client_context("admin"))
+            _grant_kubelet_api(api)
             plane.processes["scheduler"] = _spawn(state_dir, "scheduler", _scheduler_args(state_dir, ports))
             _record_pids(plane)
-            plane.node.start(pki, plane.server, state_dir / "node.kubeconfig", state_dir / "kube-proxy.kubeconfig",
-                             out)
+            plane.node.start(pki, api, state_dir / "node.kubeconfig", state_dir / "kube-proxy.kubeconfig", out)
     except BaseException:  # a print to a closed pipe too: the caller never gets the plane to stop
         plane.stop()
         raise

@@ -1,10 +1,11 @@
 """OCI images built here, without Docker or a registry, for the local node to run.
 
-Two images: busybox (Debian's busybox-static), which the node runs as its sandbox
-("pause") image and tests run as a small Pod image; and Stan's own, by the
-Dockerfile's recipe, from a debootstrap'ed Debian with its Python, a venv, and
-wheels built here. Each is an OCI archive for ``ctr images import``, which
-stores it under the name a Pod's reference to it resolves to.
+Three images: busybox (Debian's busybox-static), which the node runs as its sandbox
+("pause") image and tests run as a small Pod image; CoreDNS, the cluster's DNS
+add-on, its binary alone; and Stan's own, by the Dockerfile's recipe, from a
+debootstrap'ed Debian with its Python, a venv, and wheels built here. Each is
+an OCI archive for ``ctr images import``, which stores it under the name a
+Pod's reference to it resolves to.
 
 Each is cached by a digest of what goes into it: the Debian package versions,
 the files of the project that ship (as ``.dockerignore`` says), the reference,
@@ -50,6 +51,13 @@ BUSYBOX_CONFIG = oci.ImageConfig(
     env={"PATH": STANDARD_PATH},
     # A sandbox only needs to stay up; a Pod's command or args replace this.
     cmd=("/bin/sleep", "infinity"),
+)
+
+COREDNS_REPOSITORY = "stan.local/coredns"
+COREDNS_CONFIG = oci.ImageConfig(
+    user="65532:65532",  # non-root, as CoreDNS's own image; it listens above 1024 (see ``dns``)
+    env={},
+    entrypoint=("/coredns",),
 )
 
 SUITE = "bookworm"
@@ -111,17 +119,41 @@ def busybox_image(out: TextIO = sys.stderr) -> Image:
     tag = re.sub(r"[^\w.-]", "_", version.partition(":")[2] or version)  # without the epoch, in a tag's characters
     reference = f"{BUSYBOX_REPOSITORY}:{tag}"
     key = _digest(_recipe(), BUSYBOX_PACKAGE, version, reference, _tool_versions())
+    return _one_layer_image("busybox", key, reference, _busybox_rootfs, f"{BUSYBOX_PACKAGE} {version}",
+                            BUSYBOX_CONFIG)
 
-    def build_busybox(result: Path, scratch: Path) -> None:
+
+def coredns_image(out: TextIO = sys.stderr) -> Image:
+    """CoreDNS as built here (``build.COREDNS``), ``stan.local/coredns:<version>``: the binary alone, which is
+    static and needs nothing beside it, not even a shell."""
+    _require_root("the CoreDNS image")
+    debian.ensure_installed(("umoci",), "building the CoreDNS image", out)
+    component = build.COREDNS
+    build.ensure_built((component,), out)
+    reference = f"{COREDNS_REPOSITORY}:{component.version}"
+    key = _digest(_recipe(), component.cache_key, reference, _tool_versions())
+
+    def coredns_rootfs(rootfs: Path) -> None:
+        rootfs.mkdir()
+        shutil.copy2(build.binary_path("coredns"), rootfs / "coredns")
+
+    return _one_layer_image("coredns", key, reference, coredns_rootfs, f"coredns {component.version}",
+                            COREDNS_CONFIG)
+
+
+def _one_layer_image(name: str, key: str, reference: str, make_rootfs: Callable[[Path], None], created_by: str,
+                     config: oci.ImageConfig) -> Image:
+    """The cached image of one layer: the directory ``make_rootfs`` fills, whole, with ``config``."""
+    def build_image(result: Path, scratch: Path) -> None:
         rootfs = scratch / "rootfs"
-        _busybox_rootfs(rootfs)
+        make_rootfs(rootfs)
         layout = oci.Layout.create(scratch / "layout")
-        layout.add_layer(rootfs, sorted(os.listdir(rootfs)), f"{BUSYBOX_PACKAGE} {version}")
-        layout.configure(BUSYBOX_CONFIG)
+        layout.add_layer(rootfs, sorted(os.listdir(rootfs)), created_by)
+        layout.configure(config)
         built = Image(reference, result / ARCHIVE)
         layout.write_archive(built.archive, built.tag, built.containerd_name)
 
-    return Image(reference, _cached("busybox", key, build_busybox) / ARCHIVE)
+    return Image(reference, _cached(name, key, build_image) / ARCHIVE)
 
 
 def stan_image(out: TextIO = sys.stderr) -> Image:

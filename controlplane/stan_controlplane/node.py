@@ -14,7 +14,9 @@ masquerades all Service traffic, since without the br_netfilter module (which
 would change every bridge of the machine) a reply from a Pod on the same
 bridge would bypass the translation. The sandbox ("pause") image is the
 busybox image built here, imported at each start, since no registry is
-reachable.
+reachable. The cluster's DNS (see ``dns``) runs on the node as a Pod, deployed
+once the Node is Ready; a start returns once it answers. The kubelet points
+every Pod at it and passes on nothing of the host's resolver.
 
 What this machine kind needs, each found by trying: cgroup v1 is refused by
 the kubelet unless ``failCgroupV1: false``; runc cannot create a sandbox
@@ -26,18 +28,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
-from stan_controlplane import build, certs, debian, host, images, processes
+from stan_controlplane import build, certs, debian, dns, host, images, kubeapi, processes
 
 NODE_NAME = "stan-node"
 PACKAGES = ("runc", "containernetworking-plugins", "iptables", "iproute2")
@@ -94,11 +93,12 @@ class Node:
     def containerd_socket(self) -> Path:
         return self.instance.directory / "containerd.sock"
 
-    def start(self, pki: certs.Pki, server: str, kubelet_kubeconfig: Path, proxy_kubeconfig: Path,
+    def start(self, pki: certs.Pki, api: kubeapi.Client, kubelet_kubeconfig: Path, proxy_kubeconfig: Path,
               out: TextIO = sys.stderr) -> None:
-        """Run containerd, import the sandbox image, run the kubelet and kube-proxy; return once the Node is
-        Ready."""
+        """Run containerd, import the sandbox and CoreDNS images, run the kubelet and kube-proxy, deploy the
+        cluster's DNS; return once the Node is Ready and the DNS answers. ``api`` is the admin's."""
         sandbox = images.busybox_image(out)
+        coredns = images.coredns_image(out)
         certs.ensure_node(pki, NODE_NAME, self.instance.node_address)
         self._write_configuration(pki, sandbox, proxy_kubeconfig)
         logs = self.state_dir / "logs"
@@ -107,9 +107,9 @@ class Node:
             [str(build.binary_path("containerd")), "--config", str(self.directory / "containerd.toml")],
             logs / "containerd.log", before_exec=enter)
         self._wait_containerd()
-        images.import_image(sandbox, build.binary_path("ctr"), self.containerd_socket)
-        context = pki.client_context("admin")
-        stale = self._ready_condition(server, context)  # the last run's, when the Node is kept
+        for image in (sandbox, coredns):
+            images.import_image(image, build.binary_path("ctr"), self.containerd_socket)
+        stale = self._ready_condition(api)  # the last run's, when the Node is kept
         started = time.monotonic()
         self.processes["kubelet"] = processes.spawn_logged(
             [str(build.binary_path("kubelet")), f"--config={self.directory / 'kubelet.yaml'}",
@@ -120,9 +120,13 @@ class Node:
         self.processes["kube-proxy"] = processes.spawn_logged(
             [str(build.binary_path("kube-proxy")), f"--config={self.directory / 'kube-proxy.yaml'}"],
             logs / "kube-proxy.log", before_exec=enter)
-        self._wait_ready(server, context, stale)
+        self._wait_ready(api, stale)
         print(f"==> node {NODE_NAME} Ready {time.monotonic() - started:.1f}s after the kubelet started "
               f"(address {self.instance.node_address}, pods {self.instance.pod_cidr})", file=out, flush=True)
+        started = time.monotonic()
+        dns.deploy(api, coredns, self._raise_if_exited)
+        print(f"==> cluster DNS ({dns.SERVICE} at {dns.CLUSTER_IP}) answering "
+              f"{time.monotonic() - started:.1f}s later", file=out, flush=True)
 
     def stop(self, grace_period: float = processes.GRACE_PERIOD) -> None:
         """Stop kube-proxy and the kubelet, then containerd; the shims and containers keep running until
@@ -156,26 +160,20 @@ class Node:
                     time.sleep(0.05)
         raise TimeoutError(f"containerd did not listen on {self.containerd_socket} within {timeout:.0f}s")
 
-    def _ready_condition(self, server: str, context: ssl.SSLContext) -> dict | None:
+    def _ready_condition(self, api: kubeapi.Client) -> dict | None:
         """The Node's Ready condition, None before the kubelet first registers it."""
-        try:
-            with urllib.request.urlopen(f"{server}/api/v1/nodes/{NODE_NAME}", context=context, timeout=2) as response:
-                conditions = json.load(response).get("status", {}).get("conditions", [])
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                return None
-            raise
+        found = api.get(f"/api/v1/nodes/{NODE_NAME}")
+        conditions = found.get("status", {}).get("conditions", []) if found is not None else []
         return next((condition for condition in conditions if condition["type"] == "Ready"), None)
 
-    def _wait_ready(self, server: str, context: ssl.SSLContext, stale: dict | None,
-                    timeout: float = READY_TIMEOUT) -> None:
+    def _wait_ready(self, api: kubeapi.Client, stale: dict | None, timeout: float = READY_TIMEOUT) -> None:
         """Until this kubelet reports the Node Ready (not the ``stale`` report of an earlier one);
         fail early if containerd or the kubelet exits."""
         deadline = time.monotonic() + timeout
         ready = None
         while time.monotonic() < deadline:
             self._raise_if_exited()
-            ready = self._ready_condition(server, context)
+            ready = self._ready_condition(api)
             if ready is not None and ready["status"] == "True" and ready != stale:
                 return
             time.sleep(0.1)
@@ -262,7 +260,9 @@ def _kubelet_config(node: Node, pki: certs.Pki) -> dict:
         "imageGCLowThresholdPercent": 99,
         "podLogsDir": str(instance.directory / "pod-logs"),
         "volumePluginDir": str(instance.directory / "volume-plugins"),
-        "clusterDomain": "cluster.local",
+        "clusterDNS": [dns.CLUSTER_IP],
+        "clusterDomain": dns.DOMAIN,
+        "resolvConf": "",  # Pods get the cluster's DNS and search domains only, nothing of the host's
     }
 
 
