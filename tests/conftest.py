@@ -9,7 +9,9 @@ import asyncio
 import atexit
 import dataclasses
 import fcntl
+import io
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -25,8 +27,8 @@ import yaml
 from kubernetes_asyncio import client
 
 from stan_api import keys, keystore
-from stan_controlplane import build, cluster, processes
-from stan_operator import install, kube
+from stan_controlplane import build, cluster, images, node, processes
+from stan_operator import install, kube, models
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +58,36 @@ PLUGINS_DIR = PROJECT_ROOT / "tests" / "plugins"
 SHARED_NAMESPACES = "t-*"
 """The session's operator watches these; tests that run operators of their own use other namespaces."""
 
+SESSION_NODE = not os.environ.get("STAN_TEST_KUBECONFIG") and node.wanted(out=io.StringIO())
+"""Whether the session's cluster has a node, so that its Pods run: as root, unless ``STAN_NODE=0`` or the
+tests use the cluster of ``STAN_TEST_KUBECONFIG``."""
+with_node = pytest.mark.skipif(not SESSION_NODE, reason="the session's cluster has no node: it needs root, "
+                                                        "and STAN_NODE=0 or STAN_TEST_KUBECONFIG turn it off")
+"""Marks a test of what Pods really do: it needs the session's node."""
+without_node = pytest.mark.skipif(SESSION_NODE, reason="the session's cluster has a node: the real thing is tested")
+"""Marks a test that writes what a kubelet or the Job controller would, in place of a test ``with_node``."""
+POD_IMAGE = images.busybox_image().reference if SESSION_NODE else "registry.invalid/stan/busybox:1"
+"""The image of the tests' Pods: busybox, built here and imported into the node; without a node, Pods stay
+Pending, so a name that is never pulled."""
+
+
+def sleeping(seconds: str) -> str:
+    """A shell command that sleeps, and exits as soon as it is stopped: a shell as PID 1 ignores SIGTERM
+    unless it traps it, and the kubelet would wait out the Pod's grace period."""
+    return f"trap 'exit 143' TERM; sleep {seconds} & wait"
+
+
+REPORT_SCRIPT = f"""\
+case "$STAN_MODEL_ID" in
+  exit-*) echo "giving up on $STAN_TASK_ID" >&2; exit "${{STAN_MODEL_ID#exit-}}";;
+  sleep-*) {sleeping('"${STAN_MODEL_ID#sleep-}"')};;
+  *) echo "$STAN_TASK_ID $STAN_ACTION $STAN_MODEL_ID $STAN_SCHEDULED_AT $STAN_RUN_ID $REPORT_FORMAT as $(id -u)";;
+esac
+"""
+"""The session's Job action, whose task's model says what its container does, so that one action serves
+every test: ``exit-N`` exits N, ``sleep-N`` sleeps N seconds; any other model prints what the run told
+the container, and the user it ran as."""
+
 OPERATOR_CONFIG = {
     # Tests wait for new keys by polling, and some send bad keys on purpose, all from one address.
     "limits": {"failedAuthenticationsPerMinute": 100_000},
@@ -64,17 +96,17 @@ OPERATOR_CONFIG = {
     "checkTimeoutSeconds": 2,
     "jobActions": {
         "render_report": {
-            "image": "registry.invalid/stan/report:1",
-            "command": ["/bin/report"],
+            "image": POD_IMAGE,
+            "command": ["/bin/sh", "-c", REPORT_SCRIPT],
             "env": [{"name": "REPORT_FORMAT", "value": "pdf"}],
         },
     },
 }
 
 
-def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(build.binary_path("kubectl")), *args], capture_output=True, text=True,
-                          check=check, env=os.environ)
+                          check=check, env=os.environ, input=stdin)
 
 
 def kubectl_apply_refused(directory: Path, manifest: str) -> str:
@@ -95,7 +127,7 @@ def control_plane() -> Iterator[cluster.ControlPlane | None]:
         asyncio.run(install.apply_crds_to_current_cluster(PROJECT_ROOT / "crds"))
         yield None
         return
-    plane = cluster.start(STATE_DIR, fresh=True)
+    plane = cluster.start(STATE_DIR, fresh=True, with_node=SESSION_NODE)
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     try:
         asyncio.run(install.apply_crds_to_current_cluster(PROJECT_ROOT / "crds"))
@@ -196,6 +228,7 @@ def operator(control_plane: cluster.ControlPlane | None) -> Iterator[OperatorPro
     """The session's operator: watches the ``t-*`` namespaces and serves the admission webhook."""
     process = OperatorProcess("session", "--namespace", SHARED_NAMESPACES, webhook=True)
     _wait_webhook_registered(process.webhook_port)
+    _wait_watching_namespaces()
     yield process
     process.stop()
 
@@ -209,6 +242,33 @@ def _wait_webhook_registered(port: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError("the operator did not register its admission webhook")
+
+
+def _wait_watching_namespaces(timeout: float = 90.0, each: float = 10.0) -> None:
+    """Until the session's operator acts on a task in a namespace made after it started.
+
+    kopf lists the namespaces, then lists them again to start its watch, and ignores a namespace that
+    appears between the two lists until that namespace next changes: a test's namespace made then would
+    go unwatched. So probe namespaces are made until the operator writes a task's status in one, which
+    it can only do once its watch delivers new namespaces.
+    """
+    deadline = time.monotonic() + timeout
+    task = {"apiVersion": models.API_VERSION, "kind": "StanTask", "metadata": {"name": "probe"},
+            "spec": {"name": "Probe", "action": "audit_workflows", "schedule": "0 0 1 1 *", "modelId": "probe"}}
+    while time.monotonic() < deadline:
+        namespace = f"{SHARED_NAMESPACES.rstrip('-*')}-ready-{uuid.uuid4().hex[:6]}"
+        kubectl("create", "namespace", namespace)
+        try:
+            kubectl("create", "--namespace", namespace, "-f", "-", stdin=json.dumps(task))
+            given_up = min(deadline, time.monotonic() + each)
+            while time.monotonic() < given_up:
+                if kubectl("get", "stantask", "probe", "--namespace", namespace, "-o",
+                           "jsonpath={.status.nextRunAt}").stdout:
+                    return
+                time.sleep(0.2)
+        finally:
+            kubectl("delete", "namespace", namespace, "--wait=false")
+    raise TimeoutError("the operator acted in no new namespace of its pattern")
 
 
 async def eventually(probe, timeout: float = 30.0, interval: float = 0.2):

@@ -15,7 +15,8 @@ from kubernetes_asyncio import client
 from stan_operator import models
 
 from . import heartbeats, tasks
-from .conftest import OPERATOR_CONFIG, OperatorProcess, eventually, kubectl_apply_refused
+from .conftest import OPERATOR_CONFIG, POD_IMAGE, OperatorProcess, eventually, kubectl_apply_refused, sleeping, \
+    with_node, without_node
 
 OK, WARN, ERROR = models.CheckStatus.OK, models.CheckStatus.WARN, models.CheckStatus.ERROR
 
@@ -74,6 +75,57 @@ async def test_workflows_reports_a_failed_run_as_an_error(api: client.ApiClient,
     assert (workflows.status, workflows.message, workflows.details) == (ERROR, "1 workflow failed", ["task_checker"])
 
 
+def _deployment(name: str, replicas: int, script: str) -> dict:
+    """A Deployment of busybox Pods running the shell ``script``."""
+    command = ["/bin/sh", "-c", script]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"automountServiceAccountToken": False,
+                                           "containers": [{"name": "app", "image": POD_IMAGE, "command": command}]}}}}
+
+
+async def _deployments_check(api: client.ApiClient, namespace: str,
+                             expected: models.CheckStatus) -> models.CheckResult | None:
+    found = heartbeats.by_check(await run_now(api, namespace))["deployments"]
+    return found if found.status == expected else None
+
+
+async def _idle_web(api: client.ApiClient, namespace: str) -> None:
+    """The Deployment ``web``, whose container sleeps, created with no replicas: idle, a warning."""
+    await heartbeats.create(api, namespace, enabled=False, checks=["deployments"])
+    await client.AppsV1Api(api).create_namespaced_deployment(
+        namespace, _deployment("web", 0, sleeping("3600")))
+    idle = await eventually(lambda: _deployments_check(api, namespace, WARN), timeout=20)
+    assert (idle.message, idle.details) == ("1 deployment idle", ["web"])
+
+
+@with_node
+async def test_deployments_idle_available_and_crash_looping(api: client.ApiClient, namespace: str) -> None:
+    """Real Pods: one that keeps running makes its Deployment available, one whose container exits 1
+    crash-loops and leaves its Deployment unavailable."""
+    await _idle_web(api, namespace)
+    apps = client.AppsV1Api(api)
+
+    started = time.monotonic()
+    await apps.patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 1}})
+    available = await eventually(lambda: _deployments_check(api, namespace, OK), timeout=60)
+    assert available.message == "All 1 deployment available"
+    print(f"a Deployment scaled to 1 found available {time.monotonic() - started:.1f}s later")
+
+    await apps.create_namespaced_deployment(namespace, _deployment("crasher", 1, "exit 1"))
+
+    async def restarted_after_exiting() -> client.V1ContainerStateTerminated | None:
+        pods = await client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=crasher")
+        statuses = [status for pod in pods.items for status in pod.status.container_statuses or []]
+        return next((status.state.terminated or status.last_state.terminated for status in statuses
+                     if status.restart_count >= 1), None)
+
+    assert (await eventually(restarted_after_exiting, timeout=60)).exit_code == 1
+    unavailable = await eventually(lambda: _deployments_check(api, namespace, ERROR), timeout=20)
+    assert (unavailable.message, unavailable.details) == ("1 deployment unavailable", ["crasher: 0/1 available"])
+
+
 async def _ready_pods(api: client.ApiClient, namespace: str, node: str) -> None:
     """Do the kubelet's part for the namespace's pods (none runs here): bind them and report them Ready."""
     core = client.CoreV1Api(api)
@@ -87,13 +139,14 @@ async def _ready_pods(api: client.ApiClient, namespace: str, node: str) -> None:
             "phase": "Running", "startTime": now,
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now},
                            {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}],
-            "containerStatuses": [{"name": "app", "image": "registry.invalid/app:1", "imageID": "", "ready": True,
+            "containerStatuses": [{"name": "app", "image": POD_IMAGE, "imageID": "", "ready": True,
                                    "restartCount": 0, "started": True, "state": {"running": {"startedAt": now}}}],
         }})
 
 
 @pytest.fixture
-async def node(api: client.ApiClient) -> str:
+async def fake_node(api: client.ApiClient) -> str:
+    """A Node object without a kubelet, for pods to be bound to."""
     name = "fake-node"
     core = client.CoreV1Api(api)
     try:
@@ -104,29 +157,18 @@ async def node(api: client.ApiClient) -> str:
     return name
 
 
-async def test_deployments_idle_unavailable_and_available(api: client.ApiClient, namespace: str, node: str) -> None:
-    await heartbeats.create(api, namespace, enabled=False, checks=["deployments"])
+@without_node
+async def test_deployments_idle_unavailable_and_available_as_the_kubelet_would_report(
+        api: client.ApiClient, namespace: str, fake_node: str) -> None:
+    await _idle_web(api, namespace)
     apps = client.AppsV1Api(api)
-    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
-                         "template": {"metadata": {"labels": {"app": "web"}},
-                                      "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}}
-    await apps.create_namespaced_deployment(namespace, manifest)
-
-    async def deployments(expected: models.CheckStatus) -> models.CheckResult | None:
-        found = heartbeats.by_check(await run_now(api, namespace))["deployments"]
-        return found if found.status == expected else None
-
-    idle = await eventually(lambda: deployments(WARN), timeout=20)
-    assert (idle.message, idle.details) == ("1 deployment idle", ["web"])
-
     await apps.patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 1}})
-    unavailable = await eventually(lambda: deployments(ERROR), timeout=20)
+    unavailable = await eventually(lambda: _deployments_check(api, namespace, ERROR), timeout=20)
     assert (unavailable.message, unavailable.details) == ("1 deployment unavailable", ["web: 0/1 available"])
 
     async def pods_made_ready() -> models.CheckResult | None:
-        await _ready_pods(api, namespace, node)
-        return await deployments(OK)
+        await _ready_pods(api, namespace, fake_node)
+        return await _deployments_check(api, namespace, OK)
 
     available = await eventually(pods_made_ready, timeout=30, interval=1)
     assert available.message == "All 1 deployment available"

@@ -160,8 +160,11 @@ async def _holder_is(api: client.ApiClient, namespace: str, replica: OperatorPro
 
 
 class Cable:
-    """A TCP relay from a loopback port to the API server, which a test can cut: one replica
-    reaches the API server only through it, as across a network that may fail."""
+    """A TCP relay from another port of the API server's host to the API server, which a test can cut:
+    one replica reaches the API server only through it, as across a network that may fail.
+
+    It listens on the API server's address, loopback or the node's link, because that is the name its
+    serving certificate holds and the kubeconfig's server names."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self._upstream = upstream
@@ -170,7 +173,7 @@ class Cable:
         self.port = 0
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._relay, self._upstream[0], self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -259,3 +262,26 @@ async def test_a_leader_cut_off_stops_firing_before_its_lease_runs_out(api: clie
             for replica in (leader, standby):
                 if replica is not None and replica.process.poll() is None:
                     replica.stop()
+
+
+async def test_a_leader_stopped_gracefully_hands_the_lease_over_at_once(api: client.ApiClient,
+                                                                        private_namespace: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAN_NAMESPACE", private_namespace)
+    leader = OperatorProcess(f"{private_namespace}-first", "--namespace", private_namespace, "--leader-election")
+    standby = None
+    try:
+        await eventually(lambda: _holder_is(api, private_namespace, leader), timeout=60)
+        standby = OperatorProcess(f"{private_namespace}-second", "--namespace", private_namespace,
+                                  "--leader-election")
+        leader.stop()
+        started = time.monotonic()
+        await eventually(lambda: _holder_is(api, private_namespace, standby), timeout=30, interval=0.2)
+        handover = time.monotonic() - started
+        assert "released the lease" in leader.log_path.read_text()
+        assert handover < leadership.LEASE_SECONDS, f"taken over {handover:.1f}s after the stop, not at lease expiry"
+        print(f"graceful handover: the standby led {handover:.1f}s after the leader was stopped")
+    finally:
+        for replica in (leader, standby):
+            if replica is not None and replica.process.poll() is None:
+                replica.stop()

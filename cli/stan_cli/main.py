@@ -116,8 +116,11 @@ def controlplane() -> None:
 @controlplane.command("build")
 def controlplane_build() -> None:
     """Build and cache the pinned binaries unless they are cached already: the node's too where it runs."""
-    components = build.CONTROL_PLANE + (build.NODE if node.wanted() else ())
+    with_node = node.wanted()
+    components = build.CONTROL_PLANE + (build.NODE if with_node else ())
     build.ensure_built(components)
+    if with_node:
+        node.prepare()
     for component in components:
         click.echo(f"{component.name} {component.version}: {build.binary_dir(component)}")
 

@@ -202,20 +202,20 @@ def _build(component: Component, target: Path, out) -> None:
     command = ["go", "build", "-v", "-trimpath", f"-ldflags={component.ldflags}", "-o", str(staging) + "/",
                *component.executables]
     env = os.environ | ({} if component.cgo else {"CGO_ENABLED": "0"})
-    process = subprocess.Popen(command, cwd=component.module_dir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, env=env)
-    assert process.stderr is not None
-    compiled = 0
-    errors: list[str] = []
-    for line in process.stderr:
-        if line.startswith(("#", " ", "\t")) or ".go:" in line:
-            errors.append(line.rstrip())
-            continue
-        compiled += 1
-        if compiled % 100 == 0:
-            print(f"    {component.name}: {compiled} packages compiled, "
-                  f"{time.monotonic() - started:.0f}s", file=out, flush=True)
-    if process.wait() != 0:
+    with subprocess.Popen(command, cwd=component.module_dir, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=env) as process:
+        assert process.stderr is not None
+        compiled = 0
+        errors: list[str] = []
+        for line in process.stderr:
+            if line.startswith(("#", " ", "\t")) or ".go:" in line:
+                errors.append(line.rstrip())
+                continue
+            compiled += 1
+            if compiled % 100 == 0:
+                print(f"    {component.name}: {compiled} packages compiled, "
+                      f"{time.monotonic() - started:.0f}s", file=out, flush=True)
+    if process.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(f"building {component.name} failed:\n" + "\n".join(errors[-40:]))
     for package, name in component.executables.items():

@@ -66,6 +66,14 @@ def wanted(out: TextIO = sys.stderr) -> bool:
     return True
 
 
+def prepare(out: TextIO = sys.stderr) -> None:
+    """Install and build what a node start needs, ahead of it, so that a first run shows its progress
+    (a test session would hold it): the Debian packages, the sandbox and DNS images."""
+    debian.ensure_installed(PACKAGES, "running a node", out)
+    images.busybox_image(out)
+    images.coredns_image(out)
+
+
 class Node:
     """A node instance claimed for one state directory: ``start`` runs it, ``stop`` and ``release`` undo it."""
 

@@ -68,12 +68,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
     memo.api = await kube.api_client()
     memo.tracker = jobs.JobTracker()
     memo.supervisor = supervision.Supervisor()
+    memo.leader = None
     leading = None
     if options.leader_election:
-        leader = leadership.Leadership(memo.api, config.own_namespace(), LEASE_NAME,
-                                       f"{socket.gethostname()}-{os.getpid()}")
-        leading = leader.leading
-        memo.supervisor.keep("leader election", leader.run, stale_after=LOOP_STALE_SECONDS)
+        memo.leader = leadership.Leadership(memo.api, config.own_namespace(), LEASE_NAME,
+                                            f"{socket.gethostname()}-{os.getpid()}")
+        leading = memo.leader.leading
+        memo.supervisor.keep("leader election", memo.leader.run, stale_after=LOOP_STALE_SECONDS)
     memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker),
                                          memo.supervisor, leading)
     memo.heartbeats = heartbeats.Heartbeats(memo.api, memo.config, memo.supervisor, leading)
@@ -92,6 +93,8 @@ async def loops(memo: kopf.Memo, **_: object) -> dict[str, str]:
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: object) -> None:
     memo.supervisor.stop()
+    if memo.leader is not None:
+        await memo.leader.release()
     await memo.api.close()
 
 

@@ -73,6 +73,22 @@ class Leadership:
                 self._step_down(f"the lease could not be renewed for {RENEW_DEADLINE_SECONDS}s")
             await asyncio.sleep(RETRY_SECONDS)
 
+    async def release(self) -> None:
+        """Hand the lease back on a graceful stop, as client-go does, so that another replica leads within
+        a retry period instead of a lease duration; a failure only means the lease runs out by itself."""
+        if not self.leading.is_set():
+            return
+        self.leading.clear()
+        try:
+            lease = await self._leases.read_namespaced_lease(self._name, self._namespace)
+            if lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = None
+                lease.spec.lease_duration_seconds = 1
+                await self._leases.replace_namespaced_lease(self._name, self._namespace, lease)
+                log.info("released the lease")
+        except Exception as error:
+            log.warning("could not release the lease: %s: %s", type(error).__name__, error)
+
     def _attempt_seconds(self) -> float:
         """An attempt ends by the renew deadline, so a hung connection cannot keep a leader past it."""
         if not self.leading.is_set() or self._renewed_at is None:
