@@ -192,10 +192,10 @@ def test_killing_the_leader_pod_hands_over_with_no_tick_lost_or_repeated(release
 def test_no_probe_failed_and_no_container_restarted(release: Release) -> None:
     """Over the whole module: the liveness probes (operator: from 10 s, every 20 s; facade: every 20 s) ran
     and never failed enough to restart a container."""
+    oldest = min(datetime.datetime.fromisoformat(pod["status"]["startTime"]) for pod in release.pods())
+    wait_for(lambda: datetime.datetime.now(datetime.timezone.utc) - oldest > datetime.timedelta(seconds=30),
+             timeout=60, what="the liveness probes having had the time to run")
     pods = release.pods()
-    oldest = min(datetime.datetime.fromisoformat(pod["status"]["startTime"]) for pod in pods)
-    assert datetime.datetime.now(datetime.timezone.utc) - oldest > datetime.timedelta(seconds=30), \
-        "the liveness probes have had the time to run"
     assert all(ready(pod) for pod in pods)
     assert [(pod["metadata"]["name"], status["restartCount"]) for pod in pods
             for status in pod["status"]["containerStatuses"] if status["restartCount"]] == []
