@@ -144,8 +144,9 @@ async def test_a_tenant_signs_in_creates_a_task_sees_it_run_pauses_resumes_and_s
 
     browser.find_element(By.ID, "hb-run").click()
     until(browser, lambda d: d.find_element(By.ID, "health").text in ("healthy", "unhealthy"), "the heartbeat's health")
-    checks = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#checks li")]
-    assert any("workflows" in check for check in checks), checks
+    # The list is drawn anew at each refresh: read it where a re-drawn item is read again.
+    until(browser, lambda d: any("workflows" in item.text for item in d.find_elements(By.CSS_SELECTOR, "#checks li")),
+          "the workflows check among the results")
     assert browser.find_element(By.ID, "hb-last").text != "never"
 
     browser.find_element(By.ID, "new-task").click()
