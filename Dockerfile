@@ -10,10 +10,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core core
 COPY operator operator
 COPY api api
 COPY cli cli
-COPY controlplane/stan_controlplane controlplane/stan_controlplane
 RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}

@@ -24,6 +24,16 @@ test: install ## Run every test against a real API server (builds the control pl
 
 ##@ Development
 
+.PHONY: lint
+lint: install ## Lint and format check (ruff), the layers' import contract (import-linter), types (mypy)
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@echo "==> import layers"
+	@$(VENV)/bin/lint-imports
+	@echo "==> mypy"
+	@$(VENV)/bin/mypy
+
 BENCH_TASKS ?= 1000
 BENCH_TICKS ?= 3
 

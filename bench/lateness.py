@@ -6,6 +6,7 @@ late it came. Counting them the same way is what makes the figures
 comparable: lateness only for the measured ticks, a measured tick without an
 occurrence is missed, a second occurrence of the same tick is a duplicate.
 """
+
 from __future__ import annotations
 
 import collections
@@ -36,8 +37,9 @@ class Summary:
         if not values:
             return cls(0, None, None, None, None)
         ordered = sorted(values)
-        return cls(len(ordered), percentile(ordered, 0.50), percentile(ordered, 0.99), ordered[-1],
-                   sum(ordered) / len(ordered))
+        return cls(
+            len(ordered), percentile(ordered, 0.50), percentile(ordered, 0.99), ordered[-1], sum(ordered) / len(ordered)
+        )
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -57,8 +59,7 @@ class Accounting:
         return Summary.of(self.lateness)
 
 
-def account(owners: Iterable[str], occurrences: Iterable[Occurrence],
-            ticks: Sequence[datetime.datetime]) -> Accounting:
+def account(owners: Iterable[str], occurrences: Iterable[Occurrence], ticks: Sequence[datetime.datetime]) -> Accounting:
     """Lateness of the occurrences of the measured ``ticks``; missed and duplicate (owner, tick) pairs."""
     measured = set(ticks)
     seen: collections.Counter[tuple[str, datetime.datetime]] = collections.Counter()
@@ -69,6 +70,9 @@ def account(owners: Iterable[str], occurrences: Iterable[Occurrence],
         seen[occurrence.owner, occurrence.tick] += 1
         by_tick[occurrence.tick].append(occurrence.late)
     missed = sum(1 for owner in owners for tick in ticks if (owner, tick) not in seen)
-    return Accounting(lateness=[late for values in by_tick.values() for late in values], missed=missed,
-                      duplicates=sum(count - 1 for count in seen.values()),
-                      per_tick={tick.isoformat(): Summary.of(values) for tick, values in by_tick.items()})
+    return Accounting(
+        lateness=[late for values in by_tick.values() for late in values],
+        missed=missed,
+        duplicates=sum(count - 1 for count in seen.values()),
+        per_tick={tick.isoformat(): Summary.of(values) for tick, values in by_tick.items()},
+    )

@@ -5,6 +5,7 @@ lateness CDFs (Stan against CronJob), the operator's memory and the CPU of the
 operator and the controller manager over the run with the measured ticks
 marked, and the API server's writes per tick by resource.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,13 +14,21 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display: the benchmark only writes files
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import itertools
 
-from bench.probes import Sample  # noqa: E402
+import matplotlib.pyplot as plt
+
+from bench.probes import Sample
 
 
-def draw(path: Path, title: str, lateness: dict[str, Sequence[float]], series: dict[str, list[Sample]],
-         ticks: Sequence[float], writes: dict[str, float]) -> None:
+def draw(
+    path: Path,
+    title: str,
+    lateness: dict[str, Sequence[float]],
+    series: dict[str, list[Sample]],
+    ticks: Sequence[float],
+    writes: dict[str, float],
+) -> None:
     """``ticks`` are Unix times; ``writes`` are the mean writes per tick by request kind."""
     figure, ((cdf, memory), (cpu, requests)) = plt.subplots(2, 2, figsize=(14, 9))
     figure.suptitle(title)
@@ -38,9 +47,13 @@ def draw(path: Path, title: str, lateness: dict[str, Sequence[float]], series: d
     cpu.set_ylabel("CPU (cores, 1 s samples)")
     cpu.set_title("CPU per process")
     for name, samples in series.items():
-        pairs = list(zip(samples, samples[1:]))
-        cpu.plot([b.at - start for _, b in pairs], [(b.cpu - a.cpu) / (b.at - a.at) for a, b in pairs],
-                 label=name, linewidth=0.8)
+        pairs = list(itertools.pairwise(samples))
+        cpu.plot(
+            [b.at - start for _, b in pairs],
+            [(b.cpu - a.cpu) / (b.at - a.at) for a, b in pairs],
+            label=name,
+            linewidth=0.8,
+        )
     for axis in (memory, cpu):
         for tick in ticks:
             axis.axvline(tick - start, color="grey", linestyle=":", linewidth=0.8)
@@ -76,7 +89,11 @@ def _cdfs(axis: plt.Axes, samples: dict[str, Sequence[float]]) -> None:
     for name, values in samples.items():
         ordered = sorted(values)
         if ordered:
-            axis.step(ordered, [(index + 1) / len(ordered) for index in range(len(ordered))], where="post",
-                      label=f"{name} (n={len(ordered)})")
+            axis.step(
+                ordered,
+                [(index + 1) / len(ordered) for index in range(len(ordered))],
+                where="post",
+                label=f"{name} (n={len(ordered)})",
+            )
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(loc="lower right", fontsize="small")

@@ -3,9 +3,11 @@
 Both are read from outside the processes (``/proc`` and ``/metrics``), so
 that measuring changes nothing in the operator or the control plane.
 """
+
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
 import re
@@ -33,10 +35,13 @@ class Sample:
 def read_process(pid: int) -> Sample:
     stat = Path(f"/proc/{pid}/stat").read_text()
     # Fields after the command name, which is in parentheses and may hold spaces; utime and stime are fields 14, 15.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    rss_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmRSS:"))
+    rss_kib = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
     return Sample(at=time.time(), cpu=cpu, rss=rss_kib * 1024)
 
 
@@ -60,10 +65,9 @@ class ProcessSampler:
     def _run(self) -> None:
         while not self._stopped.is_set():
             for name, pid in self._pids.items():
-                try:
+                # A process that ended is noticed by the benchmark on its own.
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                     self.samples[name].append(read_process(pid))
-                except (FileNotFoundError, ProcessLookupError):
-                    pass  # the process ended; the benchmark notices that on its own
             self._stopped.wait(self._interval)
 
     def window(self, name: str, start: float, end: float) -> list[Sample]:
@@ -85,8 +89,12 @@ class Usage:
             return None
         first, last = samples[0], samples[-1]
         rss = [sample.rss / 2**20 for sample in samples]
-        return cls(cpu_seconds=last.cpu - first.cpu, cpu_cores=(last.cpu - first.cpu) / (last.at - first.at),
-                   rss_mean_mib=sum(rss) / len(rss), rss_max_mib=max(rss))
+        return cls(
+            cpu_seconds=last.cpu - first.cpu,
+            cpu_cores=(last.cpu - first.cpu) / (last.at - first.at),
+            rss_mean_mib=sum(rss) / len(rss),
+            rss_max_mib=max(rss),
+        )
 
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -113,8 +121,9 @@ class ApiServerMetrics:
                     continue
                 labels_text, value = line.rsplit("}", 1)
                 labels = dict(_LABEL.findall(labels_text))
-                counts[labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", "")] += \
-                    float(value)
+                counts[labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", "")] += float(
+                    value
+                )
         return counts
 
 

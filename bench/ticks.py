@@ -12,6 +12,7 @@ shares the API server but the person's other work on the machine.
 writes ``bench/results/ticks-N<N>.json`` and ``.png`` and prints a summary;
 bench/README.md says what each figure means.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,11 @@ from bench import plot
 from bench.lateness import Accounting, Occurrence, Summary, account
 from bench.probes import WRITE_VERBS, ApiServerMetrics, ProcessSampler, RequestKey, Usage, label, writes
 from stan_controlplane import certs, cluster, processes
-from stan_operator import install, kube, models
+from stan_core import install, kube, models
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 SCHEDULE = "* * * * *"
 DEADLINE_SECONDS = 300
 """startingDeadlineSeconds of both kinds; also the longest that stragglers are awaited after the last measured tick."""
@@ -88,22 +89,55 @@ class Layout:
         """(group, version, plural, body) of every StanTask and CronJob, alternating, so both grow at one pace."""
         for index in range(self.tasks):
             namespace = self.namespace(index)
-            yield models.GROUP, models.VERSION, models.STAN_TASK.plural, {
-                "apiVersion": models.API_VERSION, "kind": models.STAN_TASK.kind,
-                "metadata": {"name": f"task-{index:05d}", "namespace": namespace},
-                "spec": {"name": f"bench task {index}", "action": "audit_workflows", "schedule": SCHEDULE,
-                         "modelId": "bench", "timeZone": "UTC", "concurrencyPolicy": "Allow",
-                         "startingDeadlineSeconds": DEADLINE_SECONDS, "runHistoryLimit": self.history}}
+            yield (
+                models.GROUP,
+                models.VERSION,
+                models.STAN_TASK.plural,
+                {
+                    "apiVersion": models.API_VERSION,
+                    "kind": models.STAN_TASK.kind,
+                    "metadata": {"name": f"task-{index:05d}", "namespace": namespace},
+                    "spec": {
+                        "name": f"bench task {index}",
+                        "action": "audit_workflows",
+                        "schedule": SCHEDULE,
+                        "modelId": "bench",
+                        "timeZone": "UTC",
+                        "concurrencyPolicy": "Allow",
+                        "startingDeadlineSeconds": DEADLINE_SECONDS,
+                        "runHistoryLimit": self.history,
+                    },
+                },
+            )
             # A suspended Job creates no Pods: the CronJob controller still makes one Job per tick, which is
             # what is compared, without N Pending Pods a minute loading the shared API server.
-            yield "batch", "v1", "cronjobs", {
-                "apiVersion": "batch/v1", "kind": "CronJob",
-                "metadata": {"name": f"cron-{index:05d}", "namespace": namespace},
-                "spec": {"schedule": SCHEDULE, "timeZone": "UTC", "concurrencyPolicy": "Allow",
-                         "startingDeadlineSeconds": DEADLINE_SECONDS,
-                         "jobTemplate": {"spec": {"suspend": True, "template": {"spec": {
-                             "restartPolicy": "Never",
-                             "containers": [{"name": "noop", "image": "registry.invalid/noop:1"}]}}}}}}
+            yield (
+                "batch",
+                "v1",
+                "cronjobs",
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "CronJob",
+                    "metadata": {"name": f"cron-{index:05d}", "namespace": namespace},
+                    "spec": {
+                        "schedule": SCHEDULE,
+                        "timeZone": "UTC",
+                        "concurrencyPolicy": "Allow",
+                        "startingDeadlineSeconds": DEADLINE_SECONDS,
+                        "jobTemplate": {
+                            "spec": {
+                                "suspend": True,
+                                "template": {
+                                    "spec": {
+                                        "restartPolicy": "Never",
+                                        "containers": [{"name": "noop", "image": "registry.invalid/noop:1"}],
+                                    }
+                                },
+                            }
+                        },
+                    },
+                },
+            )
 
 
 class Progress:
@@ -135,7 +169,7 @@ async def _retrying(call: Callable[[], Awaitable[object]]) -> None:
             await call()
             return
         except ApiException as error:
-            if error.status != 429 and error.status < 500 or attempt == RETRIES - 1:
+            if (error.status != 429 and error.status < 500) or attempt == RETRIES - 1:
                 raise
             await asyncio.sleep(0.5 * 2**attempt)
 
@@ -155,7 +189,11 @@ async def create_all(api: client.ApiClient, layout: Layout, parallel: int) -> fl
         nonlocal created
         for group, version, plural, body in pending:  # workers share the iterator: each takes the next object
             namespace = body["metadata"]["namespace"]
-            await _retrying(lambda: objects.create_namespaced_custom_object(group, version, namespace, plural, body))
+            await _retrying(
+                lambda g=group, v=version, n=namespace, p=plural, b=body: objects.create_namespaced_custom_object(
+                    g, v, n, p, b
+                )
+            )
             created += 1
             progress.show(created)
 
@@ -164,14 +202,16 @@ async def create_all(api: client.ApiClient, layout: Layout, parallel: int) -> fl
     return time.monotonic() - started
 
 
-async def list_all(api: client.ApiClient, group: str, version: str, plural: str,
-                   field_selector: str | None = None) -> AsyncIterator[dict]:
+async def list_all(
+    api: client.ApiClient, group: str, version: str, plural: str, field_selector: str | None = None
+) -> AsyncIterator[dict]:
     """Every object of a kind in the cluster, a page at a time."""
     objects = kube.custom_objects(api)
     token: str | None = None
     while True:
-        page = await objects.list_cluster_custom_object(group, version, plural, limit=PAGE, _continue=token,
-                                                        field_selector=field_selector)
+        page = await objects.list_cluster_custom_object(
+            group, version, plural, limit=PAGE, _continue=token, field_selector=field_selector
+        )
         for item in page["items"]:
             yield item
         token = page["metadata"].get("continue")
@@ -240,29 +280,35 @@ async def observe(api: client.ApiClient, layout: Layout, ticks: list[datetime.da
         parents = [ref["name"] for ref in metadata.get("ownerReferences") or [] if ref["kind"] == "CronJob"]
         if scheduled and parents:
             tick = _parse_time(scheduled)
-            jobs.append(Occurrence(f"{metadata['namespace']}/{parents[0]}", tick,
-                                   _late(metadata["creationTimestamp"], tick)))
+            jobs.append(
+                Occurrence(f"{metadata['namespace']}/{parents[0]}", tick, _late(metadata["creationTimestamp"], tick))
+            )
     tasks = layout.task_owners()
-    return Observed(stan_started=account(tasks, started, ticks), stan_finished=account(tasks, finished, ticks),
-                    stan_results=results, cron=account(layout.cron_owners(), jobs, ticks))
+    return Observed(
+        stan_started=account(tasks, started, ticks),
+        stan_finished=account(tasks, finished, ticks),
+        stan_results=results,
+        cron=account(layout.cron_owners(), jobs, ticks),
+    )
 
 
 async def claim_events(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime]) -> Accounting:
     """The Event posted once a run's claim is stored (``Fired``, or ``Succeeded``/``Failed`` when the run had
     ended by then), stamped by the API server's clock: when the run's record reached the cluster."""
     occurrences = []
-    async for event in list_all(api, "events.k8s.io", "v1", "events",
-                                field_selector=f"regarding.kind={models.STAN_TASK.kind}"):
+    async for event in list_all(
+        api, "events.k8s.io", "v1", "events", field_selector=f"regarding.kind={models.STAN_TASK.kind}"
+    ):
         match = FIRED_TICK.search(event.get("note") or "")
         if match:
             tick = _parse_time(match.group(1))
-            occurrences.append(Occurrence(_owner(event["regarding"]), tick,
-                                          _late(event["metadata"]["creationTimestamp"], tick)))
+            occurrences.append(
+                Occurrence(_owner(event["regarding"]), tick, _late(event["metadata"]["creationTimestamp"], tick))
+            )
     return account(layout.task_owners(), occurrences, ticks)
 
 
-async def collect(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime],
-                  deadline: float) -> Observed:
+async def collect(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime], deadline: float) -> Observed:
     """``observe`` until every measured run has finished and every Job exists, or nothing changes any more.
 
     The CronJob controller never goes back for a tick it passed over, so
@@ -271,12 +317,17 @@ async def collect(api: client.ApiClient, layout: Layout, ticks: list[datetime.da
     observed = await observe(api, layout, ticks)
     stable = 0
     while not observed.complete and stable < STABLE_POLLS and time.time() < deadline:
-        print(f"    incomplete: {observed.stan_finished.missed} Stan runs unfinished, "
-              f"{observed.cron.missed} CronJob Jobs missing", flush=True)
+        print(
+            f"    incomplete: {observed.stan_finished.missed} Stan runs unfinished, "
+            f"{observed.cron.missed} CronJob Jobs missing",
+            flush=True,
+        )
         await asyncio.sleep(POLL_SECONDS)
         previous, observed = observed, await observe(api, layout, ticks)
-        unchanged = (previous.stan_finished.missed, previous.cron.missed) == (observed.stan_finished.missed,
-                                                                              observed.cron.missed)
+        unchanged = (previous.stan_finished.missed, previous.cron.missed) == (
+            observed.stan_finished.missed,
+            observed.cron.missed,
+        )
         stable = stable + 1 if unchanged else 0
     return observed
 
@@ -336,15 +387,19 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operator: Operator) -> dict:
     layout = Layout(tasks=args.tasks, per_namespace=args.per_namespace, history=min(100, args.ticks + 5))
     metrics = ApiServerMetrics(plane.server, certs.Pki(plane.state_dir / "pki"))
-    sampler = ProcessSampler({"operator": operator.process.pid, **{name: process.pid for name, process
-                                                                   in plane.processes.items()}})
+    sampler = ProcessSampler(
+        {"operator": operator.process.pid, **{name: process.pid for name, process in plane.processes.items()}}
+    )
     sampler.start()
     began = time.time()
     api = await kube.api_client()
     try:
         async with api:
-            print(f"==> creating {layout.tasks} StanTasks and {layout.tasks} CronJobs in {len(layout.namespaces)} "
-                  f"namespaces, {args.parallel} requests in flight", flush=True)
+            print(
+                f"==> creating {layout.tasks} StanTasks and {layout.tasks} CronJobs in {len(layout.namespaces)} "
+                f"namespaces, {args.parallel} requests in flight",
+                flush=True,
+            )
             create_seconds = await create_all(api, layout, args.parallel)
             print("==> waiting for the operator to schedule every task", flush=True)
             ready = await wait_scheduled(api, layout, timeout=max(300.0, layout.tasks * 0.2))
@@ -365,54 +420,94 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
     windows = [scrapes[index + 1] - scrapes[index] for index in range(args.ticks)]
 
     def usage(name: str) -> dict:
-        return {"idle": [Usage.of(sampler.window(name, moment - SCRAPE_LEAD - IDLE_SPAN, moment - SCRAPE_LEAD))
-                         for moment in boundaries[:-1]],
-                "tick": [Usage.of(sampler.window(name, moment - SCRAPE_LEAD, moment + 60.0 - SCRAPE_LEAD))
-                         for moment in boundaries[:-1]]}
+        return {
+            "idle": [
+                Usage.of(sampler.window(name, moment - SCRAPE_LEAD - IDLE_SPAN, moment - SCRAPE_LEAD))
+                for moment in boundaries[:-1]
+            ],
+            "tick": [
+                Usage.of(sampler.window(name, moment - SCRAPE_LEAD, moment + 60.0 - SCRAPE_LEAD))
+                for moment in boundaries[:-1]
+            ],
+        }
 
     kinds = sorted({key for window in windows for key in window if key[0] in WRITE_VERBS})
     stan, cron = observed.stan_started.summary, observed.cron.summary
     result = {
-        "parameters": {"tasks": layout.tasks, "cronjobs": layout.tasks, "ticks": args.ticks,
-                       "per_namespace": layout.per_namespace, "namespaces": len(layout.namespaces),
-                       "parallel": args.parallel, "run_history_limit": layout.history, "schedule": SCHEDULE,
-                       "starting_deadline_seconds": DEADLINE_SECONDS, "action": "audit_workflows",
-                       "operator_watch": "cluster-wide"},
+        "parameters": {
+            "tasks": layout.tasks,
+            "cronjobs": layout.tasks,
+            "ticks": args.ticks,
+            "per_namespace": layout.per_namespace,
+            "namespaces": len(layout.namespaces),
+            "parallel": args.parallel,
+            "run_history_limit": layout.history,
+            "schedule": SCHEDULE,
+            "starting_deadline_seconds": DEADLINE_SECONDS,
+            "action": "audit_workflows",
+            "operator_watch": "cluster-wide",
+        },
         "environment": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
-        "timings": {"create_seconds": create_seconds, "create_per_second": 2 * layout.tasks / create_seconds,
-                    "scheduled_after_seconds": ready - began, "wall_seconds": time.time() - began},
+        "timings": {
+            "create_seconds": create_seconds,
+            "create_per_second": 2 * layout.tasks / create_seconds,
+            "scheduled_after_seconds": ready - began,
+            "wall_seconds": time.time() - began,
+        },
         "measured_ticks": [tick.isoformat() for tick in ticks],
         "resolution_note": "CronJob Job and claim Event lateness come from metadata.creationTimestamp, which has "
-                           "1 s resolution (truncated): each value is up to 1 s lower than the true one.",
-        "stan": {"started": observed.stan_started, "finished": observed.stan_finished, "claim_event": recorded,
-                 "results": dict(observed.stan_results)},
+        "1 s resolution (truncated): each value is up to 1 s lower than the true one.",
+        "stan": {
+            "started": observed.stan_started,
+            "finished": observed.stan_finished,
+            "claim_event": recorded,
+            "results": dict(observed.stan_results),
+        },
         "cronjob": {"job_created": observed.cron},
-        "ratio_p99": {"stan_started_over_cronjob": _ratio(stan.p99, cron.p99),
-                      "stan_claim_event_over_cronjob": _ratio(recorded.summary.p99, cron.p99)},
+        "ratio_p99": {
+            "stan_started_over_cronjob": _ratio(stan.p99, cron.p99),
+            "stan_claim_event_over_cronjob": _ratio(recorded.summary.p99, cron.p99),
+        },
         "usage": {name: usage(name) for name in sampler.samples},
-        "api_writes_per_tick": [{"total": writes(window),
-                                 "by_request": {label(key): int(window[key]) for key in kinds if window[key]}}
-                                for window in windows],
-        "api_lists_per_tick": [{label(key): int(count) for key, count in window.items() if key[0] == "LIST" and count}
-                               for window in windows],
+        "api_writes_per_tick": [
+            {"total": writes(window), "by_request": {label(key): int(window[key]) for key in kinds if window[key]}}
+            for window in windows
+        ],
+        "api_lists_per_tick": [
+            {label(key): int(count) for key, count in window.items() if key[0] == "LIST" and count}
+            for window in windows
+        ],
         "operator_log": operator.log_findings(),
-        "samples": {name: [(sample.at, sample.cpu, sample.rss) for sample in samples]
-                    for name, samples in sampler.samples.items()},
+        "samples": {
+            name: [(sample.at, sample.cpu, sample.rss) for sample in samples]
+            for name, samples in sampler.samples.items()
+        },
     }
     mean_writes = {label(key): sum(window[key] for window in windows) / len(windows) for key in kinds}
-    plot.draw(RESULTS / f"ticks-N{layout.tasks}.png",
-              f"{layout.tasks} StanTasks and {layout.tasks} CronJobs on '{SCHEDULE}', {args.ticks} measured ticks",
-              {"Stan startedAt": observed.stan_started.lateness, "Stan finishedAt": observed.stan_finished.lateness,
-               "Stan claim event": recorded.lateness, "CronJob Job created": observed.cron.lateness},
-              {name: samples for name, samples in sampler.samples.items() if name != "etcd"},
-              boundaries[:-1], mean_writes)
+    plot.draw(
+        RESULTS / f"ticks-N{layout.tasks}.png",
+        f"{layout.tasks} StanTasks and {layout.tasks} CronJobs on '{SCHEDULE}', {args.ticks} measured ticks",
+        {
+            "Stan startedAt": observed.stan_started.lateness,
+            "Stan finishedAt": observed.stan_finished.lateness,
+            "Stan claim event": recorded.lateness,
+            "CronJob Job created": observed.cron.lateness,
+        },
+        {name: samples for name, samples in sampler.samples.items() if name != "etcd"},
+        boundaries[:-1],
+        mean_writes,
+    )
     return result
 
 
 def _jsonable(value: object) -> object:
     if isinstance(value, Accounting):
-        return {"summary": value.summary, "missed": value.missed, "duplicates": value.duplicates,
-                "per_tick": value.per_tick}
+        return {
+            "summary": value.summary,
+            "missed": value.missed,
+            "duplicates": value.duplicates,
+            "per_tick": value.per_tick,
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     raise TypeError(f"not JSON: {type(value).__name__}")
@@ -421,32 +516,40 @@ def _jsonable(value: object) -> object:
 def print_summary(result: dict) -> None:
     print(f"\n==> {result['parameters']['tasks']} tasks, ticks {', '.join(result['measured_ticks'])}")
     print(f"{'':26}{'runs':>7}{'p50':>10}{'p99':>10}{'max':>10}{'missed':>8}{'dup':>6}")
-    rows = [("Stan startedAt", result["stan"]["started"]), ("Stan finishedAt", result["stan"]["finished"]),
-            ("Stan claim event (1 s)", result["stan"]["claim_event"]),
-            ("CronJob Job created (1 s)", result["cronjob"]["job_created"])]
+    rows = [
+        ("Stan startedAt", result["stan"]["started"]),
+        ("Stan finishedAt", result["stan"]["finished"]),
+        ("Stan claim event (1 s)", result["stan"]["claim_event"]),
+        ("CronJob Job created (1 s)", result["cronjob"]["job_created"]),
+    ]
     for name, accounting in rows:
         summary: Summary = accounting.summary
-        print(f"{name:26}{summary.count:>7}{_fmt(summary.p50):>10}{_fmt(summary.p99):>10}{_fmt(summary.max):>10}"
-              f"{accounting.missed:>8}{accounting.duplicates:>6}")
+        print(
+            f"{name:26}{summary.count:>7}{_fmt(summary.p50):>10}{_fmt(summary.p99):>10}{_fmt(summary.max):>10}"
+            f"{accounting.missed:>8}{accounting.duplicates:>6}"
+        )
     print(result["resolution_note"])
     ratios = result["ratio_p99"]
-    print(f"p99 ratio: Stan startedAt / CronJob = {_fmt(ratios['stan_started_over_cronjob'], '')}, "
-          f"Stan claim event / CronJob = {_fmt(ratios['stan_claim_event_over_cronjob'], '')}")
+    print(
+        f"p99 ratio: Stan startedAt / CronJob = {_fmt(ratios['stan_started_over_cronjob'], '')}, "
+        f"Stan claim event / CronJob = {_fmt(ratios['stan_claim_event_over_cronjob'], '')}"
+    )
     print(f"Stan run results in the measured ticks: {result['stan']['results']}")
     for name in ("operator", "controller-manager", "apiserver"):
         usage = result["usage"][name]
         for phase in ("idle", "tick"):
             spans = [span for span in usage[phase] if span is not None]
-            described = "; ".join(f"{span.cpu_seconds:.2f} CPU s ({span.cpu_cores:.2f} cores), "
-                                  f"RSS mean {span.rss_mean_mib:.0f} max {span.rss_max_mib:.0f} MiB" for span in spans)
+            described = "; ".join(
+                f"{span.cpu_seconds:.2f} CPU s ({span.cpu_cores:.2f} cores), "
+                f"RSS mean {span.rss_mean_mib:.0f} max {span.rss_max_mib:.0f} MiB"
+                for span in spans
+            )
             print(f"{name:19} {phase:4} {described}")
-    print("API writes per tick window: "
-          + ", ".join(str(window["total"]) for window in result["api_writes_per_tick"]))
+    print("API writes per tick window: " + ", ".join(str(window["total"]) for window in result["api_writes_per_tick"]))
     for request, count in sorted(result["api_writes_per_tick"][-1]["by_request"].items(), key=lambda kv: -kv[1]):
         print(f"    {request:40}{count:>8}")
     findings = result["operator_log"]
-    print(f"operator log: {findings['levels'] or 'no warnings or errors'}, "
-          f"{findings['not_claimed']} ticks not claimed")
+    print(f"operator log: {findings['levels'] or 'no warnings or errors'}, {findings['not_claimed']} ticks not claimed")
     for message, count in findings["top"]:
         print(f"    {count:>6}x {message}")
 
@@ -457,7 +560,7 @@ async def run(args: argparse.Namespace) -> dict:
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     operator: Operator | None = None
     try:
-        await install.apply_crds_to_current_cluster(ROOT / "crds")
+        await install.apply_crds_to_current_cluster()
         operator = Operator(state_dir, plane.kubeconfig)
         operator.wait_alive()
         print(f"==> operator running (pid {operator.process.pid}, log {operator.log_path})", flush=True)
@@ -471,8 +574,9 @@ async def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ticks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, required=True, help="N: StanTasks, and as many CronJobs")
-    parser.add_argument("--ticks", type=int, default=3, choices=range(1, 96), metavar="1..95",
-                        help="measured minute ticks (default 3)")
+    parser.add_argument(
+        "--ticks", type=int, default=3, choices=range(1, 96), metavar="1..95", help="measured minute ticks (default 3)"
+    )
     parser.add_argument("--per-namespace", type=int, default=100, help="tasks per namespace (default 100)")
     parser.add_argument("--parallel", type=int, default=16, help="create requests in flight (default 16)")
     parser.add_argument("--state-dir", default=".stan/bench", help="control-plane state (default .stan/bench)")

@@ -23,6 +23,7 @@ It checks, in order, and stops at the first failure (exit status 1):
 It needs Stan installed in the running Python (``make install``) and kubectl;
 the facade is reached over plain HTTP, as the chart serves it by default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,12 @@ class Facade:
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         """The status and the JSON answer (None when there is none) of one request."""
         headers = {"X-API-Key": self.key, "Content-Type": "application/json"}
-        request = urllib.request.Request(f"{self.url}{path}", method=method, headers=headers,
-                                         data=json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            method=method,
+            headers=headers,
+            data=json.dumps(body).encode() if body is not None else None,
+        )
         try:
             with _OPENER.open(request, timeout=30) as response:
                 status, content = response.status, response.read()
@@ -104,8 +109,12 @@ class Facade:
 def port_forward(kubectl: str, namespace: str, service: str) -> Iterator[str]:
     """``kubectl port-forward`` of the Service's first port to a free local port; yields its URL."""
     port = run([kubectl, "get", "service", service, "-n", namespace, "-o", "jsonpath={.spec.ports[0].port}"])
-    with subprocess.Popen([kubectl, "port-forward", "-n", namespace, f"service/{service}", f":{port}"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as forward:
+    with subprocess.Popen(
+        [kubectl, "port-forward", "-n", namespace, f"service/{service}", f":{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as forward:
         try:
             assert forward.stdout is not None
             said = []
@@ -131,18 +140,21 @@ def run(command: list[str], stdin: str | None = None, env: dict[str, str] | None
 
 def issue_key(namespace: str, user: str) -> str:
     """``stan apikey create`` as an admin runs it; the key is the last line it prints."""
-    created = run([sys.executable, "-m", "stan_cli", "apikey", "create", "--user", user, "--scopes", "stan:execute"],
-                  env={**os.environ, "STAN_NAMESPACE": namespace})
+    created = run(
+        [sys.executable, "-m", "stan_cli", "apikey", "create", "--user", user, "--scopes", "stan:execute"],
+        env={**os.environ, "STAN_NAMESPACE": namespace},
+    )
     return created.splitlines()[-1]
 
 
 def check_webhook_refuses(kubectl: str, tenant: str) -> None:
-    invalid = {"apiVersion": "stan.dev/v1alpha1", "kind": "StanTask",
-               "metadata": {"name": "smoke-refused", "namespace": tenant},
-               "spec": {"name": "Refused", "action": "audit_workflows", "schedule": "61 * * * *",
-                        "modelId": "model_smoke"}}
-    applied = subprocess.run([kubectl, "apply", "-f", "-"], input=json.dumps(invalid), capture_output=True,
-                             text=True)
+    invalid = {
+        "apiVersion": "stan.dev/v1alpha1",
+        "kind": "StanTask",
+        "metadata": {"name": "smoke-refused", "namespace": tenant},
+        "spec": {"name": "Refused", "action": "audit_workflows", "schedule": "61 * * * *", "modelId": "model_smoke"},
+    }
+    applied = subprocess.run([kubectl, "apply", "-f", "-"], input=json.dumps(invalid), capture_output=True, text=True)
     if applied.returncode == 0:
         subprocess.run([kubectl, "delete", "stantask", "smoke-refused", "-n", tenant], capture_output=True)
         raise Failed("kubectl apply of an invalid StanTask was accepted: the webhook was not reached")
@@ -166,8 +178,12 @@ def smoke(namespace: str, api_service: str, user: str, kubectl: str) -> None:
         check_webhook_refuses(kubectl, tenant)
 
         say(f"a task on {TASK_SCHEDULE!r} through the REST API")
-        task = facade.expect("POST", f"{API}/tasks", 201, {"name": "smoke", "schedule": TASK_SCHEDULE,
-                                                            "action": "audit_workflows", "modelId": "model_smoke"})
+        task = facade.expect(
+            "POST",
+            f"{API}/tasks",
+            201,
+            {"name": "smoke", "schedule": TASK_SCHEDULE, "action": "audit_workflows", "modelId": "model_smoke"},
+        )
         path = f"{API}/tasks/{task['id']}"
         fired = eventually(lambda: facade.expect("GET", path, 200)["lastRunAt"], 60, f"task {task['id']} firing")
         say(f"task {task['id']} ran at {fired}")

@@ -3,6 +3,7 @@
 ``STAN_TEST_KUBECONFIG`` points the tests at an existing cluster instead of
 the local control plane.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,7 @@ from kubernetes_asyncio import client
 
 from stan_api import keys, keystore
 from stan_controlplane import build, cluster, images, node, processes
-from stan_operator import install, kube, models
+from stan_core import install, kube, models
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,8 +62,10 @@ SHARED_NAMESPACES = "t-*"
 SESSION_NODE = not os.environ.get("STAN_TEST_KUBECONFIG") and node.wanted(out=io.StringIO())
 """Whether the session's cluster has a node, so that its Pods run: as root, unless ``STAN_NODE=0`` or the
 tests use the cluster of ``STAN_TEST_KUBECONFIG``."""
-with_node = pytest.mark.skipif(not SESSION_NODE, reason="the session's cluster has no node: it needs root, "
-                                                        "and STAN_NODE=0 or STAN_TEST_KUBECONFIG turn it off")
+with_node = pytest.mark.skipif(
+    not SESSION_NODE,
+    reason="the session's cluster has no node: it needs root, and STAN_NODE=0 or STAN_TEST_KUBECONFIG turn it off",
+)
 """Marks a test of what Pods really do: it needs the session's node."""
 without_node = pytest.mark.skipif(SESSION_NODE, reason="the session's cluster has a node: the real thing is tested")
 """Marks a test that writes what a kubelet or the Job controller would, in place of a test ``with_node``."""
@@ -105,8 +108,14 @@ OPERATOR_CONFIG = {
 
 
 def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(build.binary_path("kubectl")), *args], capture_output=True, text=True,
-                          check=check, env=os.environ, input=stdin)
+    return subprocess.run(
+        [str(build.binary_path("kubectl")), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env=os.environ,
+        input=stdin,
+    )
 
 
 def kubectl_apply_refused(directory: Path, manifest: str) -> str:
@@ -124,13 +133,13 @@ def control_plane() -> Iterator[cluster.ControlPlane | None]:
     explicit = os.environ.get("STAN_TEST_KUBECONFIG")
     if explicit:
         os.environ["KUBECONFIG"] = explicit
-        asyncio.run(install.apply_crds_to_current_cluster(PROJECT_ROOT / "crds"))
+        asyncio.run(install.apply_crds_to_current_cluster())
         yield None
         return
     plane = cluster.start(STATE_DIR, fresh=True, with_node=SESSION_NODE)
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     try:
-        asyncio.run(install.apply_crds_to_current_cluster(PROJECT_ROOT / "crds"))
+        asyncio.run(install.apply_crds_to_current_cluster())
         yield plane
     finally:
         plane.stop()
@@ -152,7 +161,7 @@ async def _namespace(api: client.ApiClient, prefix: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def namespace(api: client.ApiClient, operator: "OperatorProcess") -> AsyncIterator[str]:
+async def namespace(api: client.ApiClient, operator: OperatorProcess) -> AsyncIterator[str]:
     """A fresh namespace watched by the session's operator."""
     async for name in _namespace(api, SHARED_NAMESPACES.rstrip("-*")):
         yield name
@@ -202,8 +211,9 @@ class OperatorProcess(ChildProcess):
 
     what = "the operator"
 
-    def __init__(self, name: str, *args: str, webhook: bool = False, config: dict | None = None,
-                 kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self, name: str, *args: str, webhook: bool = False, config: dict | None = None, kubeconfig: Path | None = None
+    ) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         config_path = STATE_DIR / f"operator-{name}.yaml"
         config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG if config is None else config))
@@ -212,8 +222,9 @@ class OperatorProcess(ChildProcess):
         self.liveness = f"http://127.0.0.1:{processes.free_port()}/healthz"
         self.webhook_port = processes.free_port()
         command = [sys.executable, "-m", "stan_cli", "operator", "--liveness", self.liveness, *args]
-        command += (["--webhook-listen", "127.0.0.1", "--webhook-port", str(self.webhook_port)] if webhook
-                    else ["--no-webhook"])
+        command += (
+            ["--webhook-listen", "127.0.0.1", "--webhook-port", str(self.webhook_port)] if webhook else ["--no-webhook"]
+        )
         # The operators under test have a third-party check package installed (tests/plugins).
         env = {**os.environ, "STAN_CONFIG": str(config_path), "PYTHONPATH": str(PLUGINS_DIR)}
         if kubeconfig is not None:
@@ -236,8 +247,14 @@ def operator(control_plane: cluster.ControlPlane | None) -> Iterator[OperatorPro
 def _wait_webhook_registered(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = kubectl("get", "validatingwebhookconfiguration", "stan.dev", "-o",
-                         "jsonpath={.webhooks[*].clientConfig.url}", check=False)
+        result = kubectl(
+            "get",
+            "validatingwebhookconfiguration",
+            "stan.dev",
+            "-o",
+            "jsonpath={.webhooks[*].clientConfig.url}",
+            check=False,
+        )
         if f":{port}/" in result.stdout:
             return
         time.sleep(0.2)
@@ -253,8 +270,12 @@ def _wait_watching_namespaces(timeout: float = 90.0, each: float = 10.0) -> None
     it can only do once its watch delivers new namespaces.
     """
     deadline = time.monotonic() + timeout
-    task = {"apiVersion": models.API_VERSION, "kind": "StanTask", "metadata": {"name": "probe"},
-            "spec": {"name": "Probe", "action": "audit_workflows", "schedule": "0 0 1 1 *", "modelId": "probe"}}
+    task = {
+        "apiVersion": models.API_VERSION,
+        "kind": "StanTask",
+        "metadata": {"name": "probe"},
+        "spec": {"name": "Probe", "action": "audit_workflows", "schedule": "0 0 1 1 *", "modelId": "probe"},
+    }
     while time.monotonic() < deadline:
         namespace = f"{SHARED_NAMESPACES.rstrip('-*')}-ready-{uuid.uuid4().hex[:6]}"
         kubectl("create", "namespace", namespace)
@@ -262,8 +283,9 @@ def _wait_watching_namespaces(timeout: float = 90.0, each: float = 10.0) -> None
             kubectl("create", "--namespace", namespace, "-f", "-", stdin=json.dumps(task))
             given_up = min(deadline, time.monotonic() + each)
             while time.monotonic() < given_up:
-                if kubectl("get", "stantask", "probe", "--namespace", namespace, "-o",
-                           "jsonpath={.status.nextRunAt}").stdout:
+                if kubectl(
+                    "get", "stantask", "probe", "--namespace", namespace, "-o", "jsonpath={.status.nextRunAt}"
+                ).stdout:
                     return
                 time.sleep(0.2)
         finally:
@@ -288,19 +310,29 @@ class FacadeProcess(ChildProcess):
 
     what = "the facade"
 
-    def __init__(self, name: str = "facade", kubeconfig: Path | None = None,
-                 stan_namespace: str = "stan-system", config: dict | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "facade",
+        kubeconfig: Path | None = None,
+        stan_namespace: str = "stan-system",
+        config: dict | None = None,
+    ) -> None:
         config_path = STATE_DIR / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(OPERATOR_CONFIG if config is None else config))
         self.log_path = STATE_DIR / "logs" / f"{name}.log"
         self.url = f"http://127.0.0.1:{processes.free_port()}"
-        env = {**os.environ, "STAN_CONFIG": str(config_path), "PYTHONPATH": str(PLUGINS_DIR),
-               "STAN_NAMESPACE": stan_namespace}
+        env = {
+            **os.environ,
+            "STAN_CONFIG": str(config_path),
+            "PYTHONPATH": str(PLUGINS_DIR),
+            "STAN_NAMESPACE": stan_namespace,
+        }
         if kubeconfig is not None:
             env["KUBECONFIG"] = str(kubeconfig)
         with self.log_path.open("ab") as log:
-            self.process = processes.spawn([sys.executable, "-m", "stan_cli", "api", "--port",
-                                            self.url.rsplit(":", 1)[1]], output=log, env=env)
+            self.process = processes.spawn(
+                [sys.executable, "-m", "stan_cli", "api", "--port", self.url.rsplit(":", 1)[1]], output=log, env=env
+            )
         self.wait_answering(f"{self.url}/readyz")
 
 
@@ -325,16 +357,17 @@ class Tenant:
         return {"X-API-Key": self.key}
 
 
-async def new_tenant(api: client.ApiClient, namespace: str, scopes: tuple[str, ...] = (keys.EXECUTE_SCOPE,),
-                     shared: bool = False) -> Tenant:
+async def new_tenant(
+    api: client.ApiClient, namespace: str, scopes: tuple[str, ...] = (keys.EXECUTE_SCOPE,), shared: bool = False
+) -> Tenant:
     """A new user whose key's tenant is ``namespace``, issued as `stan apikey create` does."""
-    key, principal = await keystore.issue(api, f"user-{uuid.uuid4().hex[:6]}", list(scopes), namespace,
-                                          shared=shared)
+    key, principal = await keystore.issue(api, f"user-{uuid.uuid4().hex[:6]}", list(scopes), namespace, shared=shared)
     return Tenant(namespace=namespace, key=key, key_id=principal.key_id)
 
 
 async def known_to(facade: FacadeProcess, tenant: Tenant) -> Tenant:
     """The tenant once the facade's key cache has its key (a watch event after the StanAPIKey is written)."""
+
     async def accepted() -> bool:
         async with httpx.AsyncClient(base_url=facade.url, timeout=10) as session:
             return (await session.get("/api/v1/stan/heartbeat", headers=tenant.headers)).status_code != 401
@@ -352,8 +385,7 @@ async def tenant(api: client.ApiClient, namespace: str, facade: FacadeProcess) -
 async def other_tenant(api: client.ApiClient, namespace: str, facade: FacadeProcess) -> AsyncIterator[Tenant]:
     """A second user, with a tenant namespace of its own."""
     other_namespace = f"{namespace}-b"
-    await client.CoreV1Api(api).create_namespace(client.V1Namespace(
-        metadata=client.V1ObjectMeta(name=other_namespace)))
+    await client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other_namespace)))
     yield await known_to(facade, await new_tenant(api, other_namespace))
     await client.CoreV1Api(api).delete_namespace(other_namespace)
 

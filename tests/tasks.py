@@ -1,23 +1,30 @@
 """Helpers for tests that drive StanTasks through the API server."""
+
 from __future__ import annotations
 
 from kubernetes_asyncio import client
 
-from stan_operator import kube, models
+from stan_core import kube, models
 
 from .conftest import eventually
 
 
 async def create(api: client.ApiClient, namespace: str, name: str, **spec: object) -> dict:
-    body = {"apiVersion": models.API_VERSION, "kind": "StanTask", "metadata": {"name": name},
-            "spec": {"name": f"Task {name}", "action": "audit_workflows", "modelId": "model_abc123", **spec}}
+    body = {
+        "apiVersion": models.API_VERSION,
+        "kind": "StanTask",
+        "metadata": {"name": name},
+        "spec": {"name": f"Task {name}", "action": "audit_workflows", "modelId": "model_abc123", **spec},
+    }
     return await kube.custom_objects(api).create_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, body)
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, body
+    )
 
 
 async def get(api: client.ApiClient, namespace: str, name: str) -> dict:
     return await kube.custom_objects(api).get_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name)
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
+    )
 
 
 async def status(api: client.ApiClient, namespace: str, name: str) -> models.StanTaskStatus:
@@ -26,24 +33,31 @@ async def status(api: client.ApiClient, namespace: str, name: str) -> models.Sta
 
 async def patch_spec(api: client.ApiClient, namespace: str, name: str, **spec: object) -> dict:
     return await kube.custom_objects(api).patch_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name, {"spec": spec},
-        _content_type=kube.MERGE_PATCH)
+        models.GROUP,
+        models.VERSION,
+        namespace,
+        models.STAN_TASK.plural,
+        name,
+        {"spec": spec},
+        _content_type=kube.MERGE_PATCH,
+    )
 
 
 async def delete(api: client.ApiClient, namespace: str, name: str) -> None:
     await kube.custom_objects(api).delete_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name)
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
+    )
 
 
 async def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]:
-    listing = await client.CoreV1Api(api).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name}")
+    listing = await client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
     return [event.reason for event in listing.items]
 
 
 async def events_posted(api: client.ApiClient, namespace: str, name: str, *reasons: str) -> list[str]:
     """The object's event reasons once all of ``reasons`` are among them: the operator posts an
     Event after the status write that a test sees first."""
+
     async def posted() -> list[str] | None:
         found = await event_reasons(api, namespace, name)
         return found if set(reasons) <= set(found) else None

@@ -4,6 +4,7 @@ by Selenium through the system chromedriver (no browser download, no Selenium Ma
 Chromium is given a proxy that leads nowhere for every address but loopback, so a page that reached for a
 CDN would break here, as it would in an air-gapped cluster. Screenshots land in tests/results/console/.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,11 +58,21 @@ def browser() -> Iterator[WebDriver]:
     _chromium_installed()
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     f"--window-size={DESKTOP[0]},{DESKTOP[1]}", "--no-first-run", "--disable-sync",
-                     "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
-                     "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>;127.0.0.1",
-                     "--lang=en-GB"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--proxy-server=http://127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>;127.0.0.1",
+        "--lang=en-GB",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     yield driver
@@ -73,7 +84,8 @@ def until(driver: WebDriver, condition: Callable[[WebDriver], T], what: str, tim
     timeout, the page as it was is saved beside the screenshots."""
     try:
         return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
-            condition, message=f"not reached within {timeout}s: {what}")
+            condition, message=f"not reached within {timeout}s: {what}"
+        )
     except TimeoutException:
         print(f"the page when waiting failed: {screenshot(driver, 'failed')}")
         raise
@@ -113,6 +125,7 @@ def row_of(driver: WebDriver, name: str) -> WebElement | None:
 
 def act(driver: WebDriver, name: str, action: str) -> None:
     """Press a row's button; a row re-rendered between finding and pressing is found again."""
+
     def press(d: WebDriver) -> bool:
         row_of(d, name).find_element(By.CSS_SELECTOR, f"[data-action={action}]").click()
         return True
@@ -132,7 +145,8 @@ def fill_task_form(driver: WebDriver, **fields: str) -> None:
 
 
 async def test_a_tenant_signs_in_creates_a_task_sees_it_run_pauses_resumes_and_sees_the_heartbeat(
-        browser: WebDriver, facade: FacadeProcess, tenant: Tenant) -> None:
+    browser: WebDriver, facade: FacadeProcess, tenant: Tenant
+) -> None:
     sign_in(browser, facade, "stan_not_a_key")
     until(browser, lambda d: "refused" in d.find_element(By.ID, "api-key-error").text, "a wrong key is refused")
     assert browser.execute_script("return sessionStorage.getItem('stan.apiKey')") is None
@@ -145,15 +159,19 @@ async def test_a_tenant_signs_in_creates_a_task_sees_it_run_pauses_resumes_and_s
     browser.find_element(By.ID, "hb-run").click()
     until(browser, lambda d: d.find_element(By.ID, "health").text in ("healthy", "unhealthy"), "the heartbeat's health")
     # The list is drawn anew at each refresh: read it where a re-drawn item is read again.
-    until(browser, lambda d: any("workflows" in item.text for item in d.find_elements(By.CSS_SELECTOR, "#checks li")),
-          "the workflows check among the results")
+    until(
+        browser,
+        lambda d: any("workflows" in item.text for item in d.find_elements(By.CSS_SELECTOR, "#checks li")),
+        "the workflows check among the results",
+    )
     assert browser.find_element(By.ID, "hb-last").text != "never"
 
     browser.find_element(By.ID, "new-task").click()
     until(browser, lambda d: d.find_element(By.ID, "task-dialog").is_displayed(), "the task form")
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#task-action option"), "the actions to choose from")
-    fill_task_form(browser, name="Console audit", action="audit_workflows", schedule="61 * * * *",
-                   modelId="model_abc123")
+    fill_task_form(
+        browser, name="Console audit", action="audit_workflows", schedule="61 * * * *", modelId="model_abc123"
+    )
     error = until(browser, lambda d: d.find_element(By.ID, "task-schedule-error").text, "the schedule's field error")
     assert "61" in error or "cron" in error, error
     assert browser.find_element(By.ID, "task-schedule").get_attribute("aria-invalid") == "true"
@@ -163,22 +181,44 @@ async def test_a_tenant_signs_in_creates_a_task_sees_it_run_pauses_resumes_and_s
     until(browser, lambda d: not d.find_element(By.ID, "task-dialog").is_displayed(), "the form closes once created")
     row = until(browser, lambda d: row_of(d, "Console audit"), "the new task's row")
     assert "every 2 seconds, UTC" in row.text
-    until(browser, lambda d: row_of(d, "Console audit").find_elements(By.CSS_SELECTOR, ".strip .run.succeeded"),
-          "a succeeded run in the task's run strip")
-    tip = until(browser, lambda d: row_of(d, "Console audit").find_element(By.CSS_SELECTOR, ".strip .run.succeeded")
-                .get_attribute("aria-label"), "the run's description")
+    until(
+        browser,
+        lambda d: row_of(d, "Console audit").find_elements(By.CSS_SELECTOR, ".strip .run.succeeded"),
+        "a succeeded run in the task's run strip",
+    )
+    tip = until(
+        browser,
+        lambda d: (
+            row_of(d, "Console audit")
+            .find_element(By.CSS_SELECTOR, ".strip .run.succeeded")
+            .get_attribute("aria-label")
+        ),
+        "the run's description",
+    )
     assert tip.startswith("succeeded · scheduled"), tip
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upcoming-list time"), "the upcoming runs")
     print(f"screenshot: {screenshot(browser, 'desktop')}")
 
     act(browser, "Console audit", "pause")
-    until(browser, lambda d: "paused" in row_of(d, "Console audit").find_element(By.CSS_SELECTOR, ".badge").text,
-          "the task paused")
-    assert until(browser, lambda d: row_of(d, "Console audit").find_element(
-        By.CSS_SELECTOR, "td[data-label='Next run']").text, "the paused task's next run") == "—"
+    until(
+        browser,
+        lambda d: "paused" in row_of(d, "Console audit").find_element(By.CSS_SELECTOR, ".badge").text,
+        "the task paused",
+    )
+    assert (
+        until(
+            browser,
+            lambda d: row_of(d, "Console audit").find_element(By.CSS_SELECTOR, "td[data-label='Next run']").text,
+            "the paused task's next run",
+        )
+        == "—"
+    )
     act(browser, "Console audit", "resume")
-    until(browser, lambda d: "active" in row_of(d, "Console audit").find_element(By.CSS_SELECTOR, ".badge").text,
-          "the task resumed")
+    until(
+        browser,
+        lambda d: "active" in row_of(d, "Console audit").find_element(By.CSS_SELECTOR, ".badge").text,
+        "the task resumed",
+    )
 
     print(f"screenshot: {screenshot(browser, 'phone', PHONE_WIDTH)}")
 
@@ -193,13 +233,19 @@ async def test_a_tenant_signs_in_creates_a_task_sees_it_run_pauses_resumes_and_s
 
 
 async def test_the_task_table_first_renders_200_tasks_quickly(
-        browser: WebDriver, facade: FacadeProcess, tenant: Tenant, http: httpx.AsyncClient) -> None:
+    browser: WebDriver, facade: FacadeProcess, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
     places = asyncio.Semaphore(4)  # a modest pace, well inside the key's rate limit
 
     async def create(number: int) -> None:
         async with places:
-            task = {"name": f"Report {number:03d}", "action": "audit_workflows", "modelId": "model_abc123",
-                    "schedule": f"{number % 60} {number % 24} * * *", "timeZone": "Europe/Berlin"}
+            task = {
+                "name": f"Report {number:03d}",
+                "action": "audit_workflows",
+                "modelId": "model_abc123",
+                "schedule": f"{number % 60} {number % 24} * * *",
+                "timeZone": "Europe/Berlin",
+            }
             answer = await http.post("/api/v1/stan/tasks", json=task, headers=tenant.headers)
             assert answer.status_code == 201, answer.text
 
@@ -207,9 +253,13 @@ async def test_the_task_table_first_renders_200_tasks_quickly(
     browser.get(f"{facade.url}/ui/")
     browser.execute_script("sessionStorage.setItem('stan.apiKey', arguments[0])", tenant.key)
     browser.get(f"{facade.url}/ui/")
-    rendered = until(browser, lambda d: d.execute_script(
-        "const mark = performance.getEntriesByName('stan:tasks-rendered')[0]; return mark && mark.startTime"),
-        "the first render of the task table")
+    rendered = until(
+        browser,
+        lambda d: d.execute_script(
+            "const mark = performance.getEntriesByName('stan:tasks-rendered')[0]; return mark && mark.startTime"
+        ),
+        "the first render of the task table",
+    )
     assert len(browser.find_elements(By.CSS_SELECTOR, "#task-table tbody tr")) == TABLE_TASKS
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "first-render.json").write_text(json.dumps({"tasks": TABLE_TASKS, "milliseconds": rendered}))
@@ -218,7 +268,8 @@ async def test_the_task_table_first_renders_200_tasks_quickly(
 
 
 async def test_console_and_docs_are_package_files_under_a_same_origin_policy(
-        browser: WebDriver, facade: FacadeProcess, http: httpx.AsyncClient) -> None:
+    browser: WebDriver, facade: FacadeProcess, http: httpx.AsyncClient
+) -> None:
     for path in ("/ui/", "/ui/console.js", "/ui/console.css", "/docs/", "/docs/swagger-ui/swagger-ui-bundle.js"):
         answer = await http.get(path)
         assert answer.status_code == 200, path
@@ -232,14 +283,21 @@ async def test_console_and_docs_are_package_files_under_a_same_origin_policy(
     until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 10, "Swagger UI's operations")
     assert browser.find_elements(By.CSS_SELECTOR, "[data-path='/api/v1/stan/overview/upcoming']")
     origins = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(entry => new URL(entry.name).origin)")
+        "return performance.getEntriesByType('resource').map(entry => new URL(entry.name).origin)"
+    )
     assert set(origins) == {facade.url}, origins
 
 
 async def test_overview_answers_only_the_tenants_own_tasks_with_runs_words_and_upcoming_runs(
-        http: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant) -> None:
-    task = {"name": "Morning", "action": "audit_workflows", "schedule": "0 9 * * 1-5", "modelId": "model_abc123",
-            "timeZone": "Europe/Berlin"}
+    http: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    task = {
+        "name": "Morning",
+        "action": "audit_workflows",
+        "schedule": "0 9 * * 1-5",
+        "modelId": "model_abc123",
+        "timeZone": "Europe/Berlin",
+    }
     created = (await http.post("/api/v1/stan/tasks", json=task, headers=tenant.headers)).json()
     paused = (await http.post("/api/v1/stan/tasks", json={**task, "name": "Paused"}, headers=tenant.headers)).json()
     await http.post(f"/api/v1/stan/tasks/{paused['id']}/pause", headers=tenant.headers)
@@ -262,17 +320,20 @@ async def test_overview_answers_only_the_tenants_own_tasks_with_runs_words_and_u
     assert heartbeat.keys() == {"lastRunAt", "nextRunAt", "healthy", "results"}
 
 
-@pytest.mark.parametrize(("expression", "words"), [
-    ("0 9 * * *", "every day at 09:00"),
-    ("*/5 * * * *", "every 5 minutes"),
-    ("*/2 * * * * *", "every 2 seconds"),
-    ("0 9 * * 1-5", "Monday to Friday at 09:00"),
-    ("30 8 * * MON", "every Monday at 08:30"),
-    ("0 9,17 * * *", "every day at 09:00 and 17:00"),
-    ("5 * * * *", "every hour at minute 5"),
-    ("0 0 1 * *", "on day 1 of the month at 00:00"),
-    ("0 12 * JAN,jul *", "every day in January and July at 12:00"),
-    ("0 0 L * *", "cron 0 0 L * *"),
-])
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 9 * * *", "every day at 09:00"),
+        ("*/5 * * * *", "every 5 minutes"),
+        ("*/2 * * * * *", "every 2 seconds"),
+        ("0 9 * * 1-5", "Monday to Friday at 09:00"),
+        ("30 8 * * MON", "every Monday at 08:30"),
+        ("0 9,17 * * *", "every day at 09:00 and 17:00"),
+        ("5 * * * *", "every hour at minute 5"),
+        ("0 0 1 * *", "on day 1 of the month at 00:00"),
+        ("0 12 * JAN,jul *", "every day in January and July at 12:00"),
+        ("0 0 L * *", "cron 0 0 L * *"),
+    ],
+)
 def test_a_schedule_in_words(expression: str, words: str) -> None:
     assert describe(expression, "Europe/Berlin") == f"{words}, Europe/Berlin"

@@ -1,4 +1,5 @@
 """The local control plane is a real Kubernetes: readiness, CRDs, RBAC, garbage collection."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import kube, models
+from stan_core import kube, models
 
 from .conftest import kubectl, kubectl_apply_refused
 
@@ -26,47 +27,66 @@ async def test_crds_are_established_and_served(api: client.ApiClient) -> None:
     assert sorted(listed) == sorted(r.crd_name for r in models.RESOURCES)
 
 
-async def test_custom_object_round_trips_through_the_api_server(api: client.ApiClient,
-                                                                private_namespace: str) -> None:
+async def test_custom_object_round_trips_through_the_api_server(api: client.ApiClient, private_namespace: str) -> None:
     objects = kube.custom_objects(api)
-    body = {"apiVersion": models.API_VERSION, "kind": "StanTask", "metadata": {"name": "round-trip"},
-            "spec": {"name": "Round trip", "action": "audit_workflows", "schedule": "0 9 * * *",
-                     "modelId": "model_abc123"}}
-    created = await objects.create_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
-                                                            "stantasks", body)
+    body = {
+        "apiVersion": models.API_VERSION,
+        "kind": "StanTask",
+        "metadata": {"name": "round-trip"},
+        "spec": {"name": "Round trip", "action": "audit_workflows", "schedule": "0 9 * * *", "modelId": "model_abc123"},
+    }
+    created = await objects.create_namespaced_custom_object(
+        models.GROUP, models.VERSION, private_namespace, "stantasks", body
+    )
     assert created["spec"]["timeZone"] == "UTC", "schema defaults are applied by the API server"
     assert created["spec"]["concurrencyPolicy"] == "Allow"
 
-    await kube.patch_status(api, models.STAN_TASK, private_namespace, "round-trip",
-                            {"status": {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}})
-    fetched = await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
-                                                         "stantasks", "round-trip")
+    await kube.patch_status(
+        api,
+        models.STAN_TASK,
+        private_namespace,
+        "round-trip",
+        {"status": {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}},
+    )
+    fetched = await objects.get_namespaced_custom_object(
+        models.GROUP, models.VERSION, private_namespace, "stantasks", "round-trip"
+    )
     assert fetched["status"] == {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}
     assert fetched["spec"] == created["spec"], "a status patch leaves spec alone"
 
-    await objects.delete_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
-                                                  "stantasks", "round-trip")
+    await objects.delete_namespaced_custom_object(
+        models.GROUP, models.VERSION, private_namespace, "stantasks", "round-trip"
+    )
     with pytest.raises(ApiException) as missing:
-        await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, private_namespace,
-                                                   "stantasks", "round-trip")
+        await objects.get_namespaced_custom_object(
+            models.GROUP, models.VERSION, private_namespace, "stantasks", "round-trip"
+        )
     assert missing.value.status == 404
 
 
 async def test_schema_refuses_what_it_can_express(private_namespace: str, tmp_path) -> None:
-    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
-                                              f"metadata: {{name: default, namespace: {private_namespace}}}\n"
-                                              "spec: {intervalMinutes: 4}\n")
-    assert "spec.intervalMinutes: Invalid value: 4: spec.intervalMinutes in body should be greater than or " \
-           "equal to 5" in refusal
+    refusal = kubectl_apply_refused(
+        tmp_path,
+        f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
+        f"metadata: {{name: default, namespace: {private_namespace}}}\n"
+        "spec: {intervalMinutes: 4}\n",
+    )
+    assert (
+        "spec.intervalMinutes: Invalid value: 4: spec.intervalMinutes in body should be greater than or "
+        "equal to 5" in refusal
+    )
 
 
 async def test_rbac_refuses_a_service_account_without_a_role(api: client.ApiClient, private_namespace: str) -> None:
     core = client.CoreV1Api(api)
     await core.create_namespaced_service_account(
-        private_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+        private_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
     token = await core.create_namespaced_service_account_token(
-        "nobody", private_namespace, client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)))
+        "nobody",
+        private_namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)),
+    )
     configuration = client.Configuration()
     configuration.host = api.configuration.host
     configuration.ssl_ca_cert = api.configuration.ssl_ca_cert
@@ -75,7 +95,8 @@ async def test_rbac_refuses_a_service_account_without_a_role(api: client.ApiClie
     async with client.ApiClient(configuration) as as_nobody:
         with pytest.raises(ApiException) as refused:
             await kube.custom_objects(as_nobody).list_namespaced_custom_object(
-                models.GROUP, models.VERSION, private_namespace, "stantasks")
+                models.GROUP, models.VERSION, private_namespace, "stantasks"
+            )
     assert refused.value.status == 403
     message = json.loads(refused.value.body)["message"]
     assert f'User "system:serviceaccount:{private_namespace}:nobody" cannot list' in message
@@ -84,10 +105,19 @@ async def test_rbac_refuses_a_service_account_without_a_role(api: client.ApiClie
 async def test_garbage_collector_deletes_dependents(api: client.ApiClient, private_namespace: str) -> None:
     core = client.CoreV1Api(api)
     owner = await core.create_namespaced_config_map(
-        private_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
-    await core.create_namespaced_config_map(private_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
-        name="dependent", owner_references=[client.V1OwnerReference(
-            api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)])))
+        private_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    await core.create_namespaced_config_map(
+        private_namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name="dependent",
+                owner_references=[
+                    client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+                ],
+            )
+        ),
+    )
     await core.delete_namespaced_config_map("owner", private_namespace)
     for _ in range(150):
         names = [item.metadata.name for item in (await core.list_namespaced_config_map(private_namespace)).items]

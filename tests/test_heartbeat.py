@@ -1,5 +1,6 @@
 """StanHeartbeat against the real API server with the operator running: every check's outcomes
 from real objects, on-demand and periodic runs, failing checks, validation."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,11 +13,19 @@ from collections.abc import Iterator
 import pytest
 from kubernetes_asyncio import client
 
-from stan_operator import models
+from stan_core import models
 
 from . import heartbeats, tasks
-from .conftest import OPERATOR_CONFIG, POD_IMAGE, OperatorProcess, eventually, kubectl_apply_refused, sleeping, \
-    with_node, without_node
+from .conftest import (
+    OPERATOR_CONFIG,
+    POD_IMAGE,
+    OperatorProcess,
+    eventually,
+    kubectl_apply_refused,
+    sleeping,
+    with_node,
+    without_node,
+)
 
 OK, WARN, ERROR = models.CheckStatus.OK, models.CheckStatus.WARN, models.CheckStatus.ERROR
 
@@ -48,12 +57,15 @@ async def test_an_on_demand_run_answers_quickly_with_fresh_results(api: client.A
     print(f"on-demand heartbeat answered in {elapsed * 1000:.0f} ms")
 
 
-async def test_failing_checks_become_error_results_and_the_others_still_run(api: client.ApiClient,
-                                                                            namespace: str) -> None:
+async def test_failing_checks_become_error_results_and_the_others_still_run(
+    api: client.ApiClient, namespace: str
+) -> None:
     await heartbeats.create(api, namespace, enabled=False, checks=["explodes", "hangs", "greets"])
     result = heartbeats.by_check(await run_now(api, namespace))
     assert (result["explodes"].status, result["explodes"].message) == (
-        ERROR, "check failed: RuntimeError: the plugin broke")
+        ERROR,
+        "check failed: RuntimeError: the plugin broke",
+    )
     assert (result["hangs"].status, result["hangs"].message) == (ERROR, "timed out after 2s")
     assert (result["greets"].status, result["greets"].message) == (OK, f"hello from {namespace}")
 
@@ -78,15 +90,27 @@ async def test_workflows_reports_a_failed_run_as_an_error(api: client.ApiClient,
 def _deployment(name: str, replicas: int, script: str) -> dict:
     """A Deployment of busybox Pods running the shell ``script``."""
     command = ["/bin/sh", "-c", script]
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"automountServiceAccountToken": False,
-                                           "containers": [{"name": "app", "image": POD_IMAGE, "command": command}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": "app", "image": POD_IMAGE, "command": command}],
+                },
+            },
+        },
+    }
 
 
-async def _deployments_check(api: client.ApiClient, namespace: str,
-                             expected: models.CheckStatus) -> models.CheckResult | None:
+async def _deployments_check(
+    api: client.ApiClient, namespace: str, expected: models.CheckStatus
+) -> models.CheckResult | None:
     found = heartbeats.by_check(await run_now(api, namespace))["deployments"]
     return found if found.status == expected else None
 
@@ -94,8 +118,7 @@ async def _deployments_check(api: client.ApiClient, namespace: str,
 async def _idle_web(api: client.ApiClient, namespace: str) -> None:
     """The Deployment ``web``, whose container sleeps, created with no replicas: idle, a warning."""
     await heartbeats.create(api, namespace, enabled=False, checks=["deployments"])
-    await client.AppsV1Api(api).create_namespaced_deployment(
-        namespace, _deployment("web", 0, sleeping("3600")))
+    await client.AppsV1Api(api).create_namespaced_deployment(namespace, _deployment("web", 0, sleeping("3600")))
     idle = await eventually(lambda: _deployments_check(api, namespace, WARN), timeout=20)
     assert (idle.message, idle.details) == ("1 deployment idle", ["web"])
 
@@ -118,8 +141,14 @@ async def test_deployments_idle_available_and_crash_looping(api: client.ApiClien
     async def restarted_after_exiting() -> client.V1ContainerStateTerminated | None:
         pods = await client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=crasher")
         statuses = [status for pod in pods.items for status in pod.status.container_statuses or []]
-        return next((status.state.terminated or status.last_state.terminated for status in statuses
-                     if status.restart_count >= 1), None)
+        return next(
+            (
+                status.state.terminated or status.last_state.terminated
+                for status in statuses
+                if status.restart_count >= 1
+            ),
+            None,
+        )
 
     assert (await eventually(restarted_after_exiting, timeout=60)).exit_code == 1
     unavailable = await eventually(lambda: _deployments_check(api, namespace, ERROR), timeout=20)
@@ -129,19 +158,42 @@ async def test_deployments_idle_available_and_crash_looping(api: client.ApiClien
 async def _ready_pods(api: client.ApiClient, namespace: str, node: str) -> None:
     """Do the kubelet's part for the namespace's pods (none runs here): bind them and report them Ready."""
     core = client.CoreV1Api(api)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for pod in (await core.list_namespaced_pod(namespace)).items:
         if not pod.spec.node_name:
-            await core.create_namespaced_binding(namespace, client.V1Binding(
-                metadata=client.V1ObjectMeta(name=pod.metadata.name),
-                target=client.V1ObjectReference(kind="Node", name=node)), _preload_content=False)
-        await core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {
-            "phase": "Running", "startTime": now,
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now},
-                           {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}],
-            "containerStatuses": [{"name": "app", "image": POD_IMAGE, "imageID": "", "ready": True,
-                                   "restartCount": 0, "started": True, "state": {"running": {"startedAt": now}}}],
-        }})
+            await core.create_namespaced_binding(
+                namespace,
+                client.V1Binding(
+                    metadata=client.V1ObjectMeta(name=pod.metadata.name),
+                    target=client.V1ObjectReference(kind="Node", name=node),
+                ),
+                _preload_content=False,
+            )
+        await core.patch_namespaced_pod_status(
+            pod.metadata.name,
+            namespace,
+            {
+                "status": {
+                    "phase": "Running",
+                    "startTime": now,
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": "app",
+                            "image": POD_IMAGE,
+                            "imageID": "",
+                            "ready": True,
+                            "restartCount": 0,
+                            "started": True,
+                            "state": {"running": {"startedAt": now}},
+                        }
+                    ],
+                }
+            },
+        )
 
 
 @pytest.fixture
@@ -159,7 +211,8 @@ async def fake_node(api: client.ApiClient) -> str:
 
 @without_node
 async def test_deployments_idle_unavailable_and_available_as_the_kubelet_would_report(
-        api: client.ApiClient, namespace: str, fake_node: str) -> None:
+    api: client.ApiClient, namespace: str, fake_node: str
+) -> None:
     await _idle_web(api, namespace)
     apps = client.AppsV1Api(api)
     await apps.patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 1}})
@@ -182,16 +235,21 @@ async def test_credits_room_close_to_the_limit_and_exhausted(api: client.ApiClie
         found = heartbeats.by_check(await run_now(api, namespace))["credits"]
         return found if found.status == expected else None
 
-    await core.create_namespaced_resource_quota(namespace, client.V1ResourceQuota(
-        metadata=client.V1ObjectMeta(name="budget"), spec=client.V1ResourceQuotaSpec(hard={"configmaps": "10"})))
+    await core.create_namespaced_resource_quota(
+        namespace,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="budget"), spec=client.V1ResourceQuotaSpec(hard={"configmaps": "10"})
+        ),
+    )
     room = await eventually(lambda: credits(OK), timeout=20)
     assert room.message == "Resource quotas have room"
 
     async def configmaps(count: int) -> None:
         """Create ConfigMaps until the quota counts ``count`` (quota admission updates it on each create)."""
         while int((await core.read_namespaced_resource_quota("budget", namespace)).status.used["configmaps"]) < count:
-            await core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(generate_name="cm-")))
+            await core.create_namespaced_config_map(
+                namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(generate_name="cm-"))
+            )
 
     await eventually(lambda: _quota_counted(core, namespace), timeout=20)
     await eventually(lambda: _root_ca_published(core, namespace), timeout=20)
@@ -247,11 +305,13 @@ def model_endpoint() -> Iterator[ModelEndpoint]:
     endpoint.close()
 
 
-async def test_models_catalog_membership_and_health(api: client.ApiClient, private_namespace: str,
-                                                    model_endpoint: ModelEndpoint) -> None:
+async def test_models_catalog_membership_and_health(
+    api: client.ApiClient, private_namespace: str, model_endpoint: ModelEndpoint
+) -> None:
     catalog = [{"id": "model_abc123", "healthUrl": model_endpoint.url}, {"id": "model_local"}]
-    operator = OperatorProcess(private_namespace, "--namespace", private_namespace,
-                               config={**OPERATOR_CONFIG, "modelCatalog": catalog})
+    operator = OperatorProcess(
+        private_namespace, "--namespace", private_namespace, config={**OPERATOR_CONFIG, "modelCatalog": catalog}
+    )
     try:
         await heartbeats.create(api, private_namespace, enabled=False, checks=["models"])
         await tasks.create(api, private_namespace, "known", schedule="0 9 * * *")
@@ -270,13 +330,15 @@ async def test_models_catalog_membership_and_health(api: client.ApiClient, priva
         await tasks.create(api, private_namespace, "stray", schedule="0 9 * * *", modelId="model_gone")
         stray = heartbeats.by_check(await run_now(api, private_namespace))["models"]
         assert (stray.status, stray.message, stray.details) == (
-            ERROR, "1 model problem", ["task stray uses unknown model 'model_gone'"])
+            ERROR,
+            "1 model problem",
+            ["task stray uses unknown model 'model_gone'"],
+        )
     finally:
         operator.stop()
 
 
-async def test_periodic_runs_follow_the_interval_and_stop_when_disabled(api: client.ApiClient,
-                                                                        namespace: str) -> None:
+async def test_periodic_runs_follow_the_interval_and_stop_when_disabled(api: client.ApiClient, namespace: str) -> None:
     """intervalMinutes: 5 is one second here: the session's operator counts a minute as 0.2 s."""
     await heartbeats.create(api, namespace, enabled=True, intervalMinutes=5, checks=["workflows"])
     seen: set[datetime.datetime] = set()
@@ -322,9 +384,13 @@ async def test_a_change_of_health_is_an_event(api: client.ApiClient, namespace: 
 
 
 async def test_kubectl_apply_of_an_unknown_check_is_refused(namespace: str, tmp_path) -> None:
-    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
-                                              f"metadata: {{name: default, namespace: {namespace}}}\n"
-                                              "spec: {checks: [workflows, vibes]}\n")
-    assert ('admission webhook "stanheartbeat.stan.dev" denied the request: invalid StanHeartbeat: checks: '
-            "unknown check 'vibes'; available: workflows, deployments, credits, models, explodes, greets, hangs"
-            ) in refusal
+    refusal = kubectl_apply_refused(
+        tmp_path,
+        f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
+        f"metadata: {{name: default, namespace: {namespace}}}\n"
+        "spec: {checks: [workflows, vibes]}\n",
+    )
+    assert (
+        'admission webhook "stanheartbeat.stan.dev" denied the request: invalid StanHeartbeat: checks: '
+        "unknown check 'vibes'; available: workflows, deployments, credits, models, explodes, greets, hangs"
+    ) in refusal

@@ -1,9 +1,10 @@
 """Task ids and object names map one to one."""
+
 from __future__ import annotations
 
 import pytest
 
-from stan_operator import ids
+from stan_core import ids
 
 
 @pytest.mark.parametrize("name", ["abc001", "nightly-report", "a.b-c", "x"])

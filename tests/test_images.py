@@ -6,6 +6,7 @@ Dockerfile instruction by instruction, and its venv against pyproject.toml and
 this checkout's source. The images come from the same cache as ``make image``:
 a cold build of Stan's image takes about a minute, once per cache key.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -46,8 +47,9 @@ class Bundle:
         with tarfile.open(image.archive) as archive:
             archive.extractall(layout, filter="data")
         self.path = directory / "bundle"
-        subprocess.run(["umoci", "unpack", "--image", f"{layout}:{image.tag}", str(self.path)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["umoci", "unpack", "--image", f"{layout}:{image.tag}", str(self.path)], check=True, capture_output=True
+        )
         shutil.rmtree(layout)
         self.spec = json.loads((self.path / "config.json").read_text())
         self.runc_root = directory / "runc"
@@ -66,25 +68,37 @@ class Bundle:
 
     def run(self, args: list[str] | None = None) -> subprocess.CompletedProcess[str]:
         name = self._prepare(args)
-        return subprocess.run(["runc", "--root", str(self.runc_root), "run", "--bundle", str(self.path), name],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        return subprocess.run(
+            ["runc", "--root", str(self.runc_root), "run", "--bundle", str(self.path), name],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
 
     def start(self) -> str:
         """Start the image's own command in the background; return the container's name."""
         name = self._prepare(None)
-        subprocess.run(["runc", "--root", str(self.runc_root), "run", "--detach", "--bundle", str(self.path), name],
-                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=60)
+        subprocess.run(
+            ["runc", "--root", str(self.runc_root), "run", "--detach", "--bundle", str(self.path), name],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
         return name
 
     def status(self, name: str) -> str:
-        state = subprocess.run(["runc", "--root", str(self.runc_root), "state", name], capture_output=True,
-                               text=True, check=True)
+        state = subprocess.run(
+            ["runc", "--root", str(self.runc_root), "state", name], capture_output=True, text=True, check=True
+        )
         return json.loads(state.stdout)["status"]
 
     def remove(self, name: str) -> None:
-        subprocess.run(["runc", "--root", str(self.runc_root), "delete", "--force", name], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["runc", "--root", str(self.runc_root), "delete", "--force", name], check=True, capture_output=True
+        )
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +147,10 @@ def test_busybox_is_an_oci_archive_containerd_names_as_its_reference(busybox: im
     assert json.loads(members["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
     (descriptor,) = json.loads(members["index.json"])["manifests"]
     assert busybox.reference.startswith("stan.local/busybox:") and busybox.tag != "latest"
-    assert descriptor["annotations"] == {"org.opencontainers.image.ref.name": busybox.tag,
-                                         "io.containerd.image.name": busybox.reference}
+    assert descriptor["annotations"] == {
+        "org.opencontainers.image.ref.name": busybox.tag,
+        "io.containerd.image.name": busybox.reference,
+    }
     manifest = json.loads(_blob(members, descriptor))
     config = json.loads(_blob(members, manifest["config"]))
     for blob in [descriptor, manifest["config"], *manifest["layers"]]:
@@ -170,18 +186,22 @@ def test_coredns_is_its_binary_alone_run_as_non_root(runtime: None, tmp_path_fac
     bundle = Bundle(coredns, tmp_path_factory.mktemp("coredns"))
     assert os.listdir(bundle.rootfs) == ["coredns"], "no shell, no libraries: a static binary needs none"
     ran = bundle.run(["/coredns", "-version"])
-    assert ran.returncode == 0 and ran.stdout.startswith(f"CoreDNS-{build.COREDNS.version.removeprefix('v')}\n"), \
+    assert ran.returncode == 0 and ran.stdout.startswith(f"CoreDNS-{build.COREDNS.version.removeprefix('v')}\n"), (
         ran.stderr
+    )
 
 
 def _dockerfile() -> tuple[dict[str, str], list[tuple[str, str]]]:
     """The Dockerfile's ARG defaults, and the instructions of its final stage with their arguments."""
     text = re.sub(r"\\\n", " ", (PROJECT_ROOT / "Dockerfile").read_text())
-    instructions = [(line.split(None, 1)[0], " ".join(line.split()[1:])) for line in text.splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [
+        (line.split(None, 1)[0], " ".join(line.split()[1:]))
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     arguments = dict(argument.split("=", 1) for keyword, argument in instructions if keyword == "ARG")
     last_stage = max(index for index, (keyword, _) in enumerate(instructions) if keyword == "FROM")
-    return arguments, instructions[last_stage + 1:]
+    return arguments, instructions[last_stage + 1 :]
 
 
 def _instruction(stage: list[tuple[str, str]], keyword: str) -> str:
@@ -196,8 +216,9 @@ def test_stan_image_config_is_the_dockerfiles(stan: images.Image) -> None:
     assert config["Entrypoint"] == json.loads(_instruction(stage, "ENTRYPOINT"))
     assert config["Cmd"] == json.loads(_instruction(stage, "CMD"))
     assert config["WorkingDir"] == _instruction(stage, "WORKDIR")
-    assert dict(variable.split("=", 1) for variable in config["Env"]) == \
-        dict(variable.split("=", 1) for variable in shlex.split(_instruction(stage, "ENV")))
+    assert dict(variable.split("=", 1) for variable in config["Env"]) == dict(
+        variable.split("=", 1) for variable in shlex.split(_instruction(stage, "ENV"))
+    )
     assert sorted(config["ExposedPorts"]) == sorted(f"{port}/tcp" for port in _instruction(stage, "EXPOSE").split())
 
 
@@ -216,8 +237,10 @@ def test_stan_image_runs_stan_as_its_user_with_the_dockerfiles_python(stan_bundl
     assert helped.returncode == 0 and helped.stdout.startswith("Usage: stan "), helped.stderr
     arguments, _ = _dockerfile()
     python, suite = re.fullmatch(r"python:(\d+\.\d+)-slim-(\w+)", arguments["PYTHON_IMAGE"]).groups()
-    probe = ("import os, sys, stan_api.app, stan_operator.handlers; "
-             "print(os.getuid(), os.getgid(), os.getcwd(), '%d.%d' % sys.version_info[:2], sys.prefix)")
+    probe = (
+        "import os, sys, stan_api.app, stan_operator.handlers; "
+        "print(os.getuid(), os.getgid(), os.getcwd(), '%d.%d' % sys.version_info[:2], sys.prefix)"
+    )
     ran = stan_bundle.run(["python", "-c", probe])
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["10001", "10001", "/tmp", python, "/opt/stan"]
@@ -227,8 +250,11 @@ def test_stan_image_runs_stan_as_its_user_with_the_dockerfiles_python(stan_bundl
 
 def _requirements(distribution: importlib.metadata.Distribution) -> list[Requirement]:
     """What ``distribution`` needs installed, leaving out its extras' requirements."""
-    return [requirement for requirement in map(Requirement, distribution.requires or [])
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""})]
+    return [
+        requirement
+        for requirement in map(Requirement, distribution.requires or [])
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+    ]
 
 
 def test_stan_image_venv_holds_stan_and_its_requirements_only(stan_bundle: Bundle) -> None:
@@ -239,20 +265,24 @@ def test_stan_image_venv_holds_stan_and_its_requirements_only(stan_bundle: Bundl
     assert "python -m venv --without-pip /opt/stan" in install
     assert "install --no-index --find-links=/wheels stan &&" in install
     (site_packages,) = (stan_bundle.rootfs / "opt/stan/lib").glob("python3.*/site-packages")
-    installed = {canonicalize_name(distribution.metadata["Name"]): distribution
-                 for distribution in importlib.metadata.distributions(path=[str(site_packages)])}
+    installed = {
+        canonicalize_name(distribution.metadata["Name"]): distribution
+        for distribution in importlib.metadata.distributions(path=[str(site_packages)])
+    }
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     stan = installed["stan"]
     assert stan.version == pyproject["version"]
-    assert {(canonicalize_name(r.name), r.specifier) for r in _requirements(stan)} == \
-        {(canonicalize_name(r.name), r.specifier) for r in map(Requirement, pyproject["dependencies"])}
+    assert {(canonicalize_name(r.name), r.specifier) for r in _requirements(stan)} == {
+        (canonicalize_name(r.name), r.specifier) for r in map(Requirement, pyproject["dependencies"])
+    }
     required, pending = {"stan"}, ["stan"]
     while pending:
         for requirement in _requirements(installed[pending.pop()]):
             name = canonicalize_name(requirement.name)
             assert name in installed, f"{requirement} is not installed"
-            assert requirement.specifier.contains(installed[name].version, prereleases=True), \
+            assert requirement.specifier.contains(installed[name].version, prereleases=True), (
                 f"{name} {installed[name].version} does not satisfy {requirement}"
+            )
             if name not in required:
                 required.add(name)
                 pending.append(name)
@@ -286,21 +316,33 @@ def test_what_ships_is_what_dockerignore_lets_in(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     shutil.copy(PROJECT_ROOT / ".dockerignore", checkout)
-    _write(checkout, {
-        "pyproject.toml": "", "README.md": "", "Makefile": "", "tests/test_x.py": "",
-        "operator/stan_operator/models.py": "", "operator/stan_operator/__pycache__/models.cpython-311.pyc": "",
-        "api/stan.egg-info/PKG-INFO": "", "controlplane/stan_controlplane/images.py": "",
-        "controlplane/kube/go.mod": "", ".git/HEAD": "", "charts/stan/Chart.yaml": "",
-    })
-    shipped = ["README.md", "controlplane/stan_controlplane/images.py", "operator/stan_operator/models.py",
-               "pyproject.toml"]
+    _write(
+        checkout,
+        {
+            "pyproject.toml": "",
+            "README.md": "",
+            "Makefile": "",
+            "tests/test_x.py": "",
+            "operator/stan_operator/models.py": "",
+            "operator/stan_operator/__pycache__/models.cpython-311.pyc": "",
+            "api/stan.egg-info/PKG-INFO": "",
+            "controlplane/stan_controlplane/images.py": "",
+            "controlplane/kube/go.mod": "",
+            ".git/HEAD": "",
+            "charts/stan/Chart.yaml": "",
+        },
+    )
+    shipped = ["README.md", "operator/stan_operator/models.py", "pyproject.toml"]
     assert [str(path) for path in buildcontext.shipped_files(checkout)] == shipped
     digest = buildcontext.snapshot(checkout, tmp_path / "first")
-    assert sorted(str(path.relative_to(tmp_path / "first")) for path in (tmp_path / "first").rglob("*")
-                  if path.is_file()) == shipped
+    assert (
+        sorted(str(path.relative_to(tmp_path / "first")) for path in (tmp_path / "first").rglob("*") if path.is_file())
+        == shipped
+    )
     (checkout / "tests/test_x.py").write_text("changed")
-    assert buildcontext.snapshot(checkout, tmp_path / "second") == digest, \
+    assert buildcontext.snapshot(checkout, tmp_path / "second") == digest, (
         "a file that does not ship leaves the image as it is"
+    )
     (checkout / "operator/stan_operator/models.py").write_text("changed")
     changed = buildcontext.snapshot(checkout, tmp_path / "third")
     assert changed != digest, "a file that ships changes the image"
@@ -308,16 +350,18 @@ def test_what_ships_is_what_dockerignore_lets_in(tmp_path: Path) -> None:
     assert buildcontext.snapshot(checkout, tmp_path / "fourth") != changed, "and so does its exec bit"
 
 
-def test_the_debian_mirror_comes_from_either_apt_source_format(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_debian_mirror_comes_from_either_apt_source_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "sources.list.d").mkdir()
-    (tmp_path / "sources.list").write_text("# deb http://commented.example/debian bookworm main\n"
-                                           "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian/ trixie main\n")
+    (tmp_path / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian/ trixie main\n"
+    )
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
         "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
         "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
         "Types: deb\n# a comment\nURIs: http://two.example/debian\nSuites: bookworm bookworm-updates\n"
-        "Components: main\n")
+        "Components: main\n"
+    )
     monkeypatch.setattr(debian, "SOURCES", tmp_path / "sources.list")
     monkeypatch.setattr(debian, "SOURCES_DIR", tmp_path / "sources.list.d")
     assert debian.mirror("trixie") == "http://one.example/debian"

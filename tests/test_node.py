@@ -7,6 +7,7 @@ that run Pods, and one per teardown test, stopped or killed. Nothing here
 trusts ``host``'s own account of what it cleaned: the machine is inspected
 directly (``/proc``, mounts, links, iptables, cgroups, sysctls).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,9 @@ from .conftest import STATE_DIR
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a node (containerd, kubelet) runs only as root")
 
 
-def kubectl(kubeconfig: Path, *args: str, check: bool = True,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [str(build.binary_path("kubectl")), f"--kubeconfig={kubeconfig}", *args]
     result = subprocess.run(command, capture_output=True, text=True, input=stdin, timeout=120)
     if check and result.returncode != 0:
@@ -40,15 +42,26 @@ def kubectl(kubeconfig: Path, *args: str, check: bool = True,
     return result
 
 
-def pod_manifest(name: str, *command: str, namespace: str = "default",
-                 volumes: dict[str, dict] | None = None) -> dict:
+def pod_manifest(name: str, *command: str, namespace: str = "default", volumes: dict[str, dict] | None = None) -> dict:
     """A busybox Pod running ``command`` once; ``volumes`` maps a mount path to a volume source."""
     volumes = volumes or {}
-    container = {"name": "main", "image": images.busybox_image().reference, "command": list(command),
-                 "volumeMounts": [{"name": f"v{i}", "mountPath": path} for i, path in enumerate(volumes)]}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [container],
-                     "volumes": [{"name": f"v{i}", **source} for i, source in enumerate(volumes.values())]}}
+    container = {
+        "name": "main",
+        "image": images.busybox_image().reference,
+        "command": list(command),
+        "volumeMounts": [{"name": f"v{i}", "mountPath": path} for i, path in enumerate(volumes)],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [container],
+            "volumes": [{"name": f"v{i}", **source} for i, source in enumerate(volumes.values())],
+        },
+    }
 
 
 def http_get(address: str, port: int) -> str:
@@ -59,15 +72,19 @@ def http_get(address: str, port: int) -> str:
     the attempts.
     """
     request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
-    return f"for attempt in $(seq 30); do {request} | nc -w 5 {address} {port} | grep . && exit; sleep 0.5; done; exit 1"
+    return (
+        f"for attempt in $(seq 30); do {request} | nc -w 5 {address} {port} | grep . && exit; sleep 0.5; done; exit 1"
+    )
 
 
 def apply(kubeconfig: Path, manifest: dict) -> None:
     """``kubectl apply``, once the namespace's default ServiceAccount exists (the controller manager makes it
     moments after the cluster starts, and admission wants it for a Pod)."""
     namespace = manifest["metadata"]["namespace"]
-    wait_for(lambda: kubectl(kubeconfig, "get", "serviceaccount", "default", "-n", namespace,
-                             check=False).returncode == 0, what="the default ServiceAccount")
+    wait_for(
+        lambda: kubectl(kubeconfig, "get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
+        what="the default ServiceAccount",
+    )
     kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(manifest))
 
 
@@ -96,8 +113,11 @@ class MachineBefore:
     def __init__(self) -> None:
         recorded = host.MACHINE_DIR / "machine.json"
         # With another node live, the kernel settings are its kubelet's; the originals are in its record.
-        self.sysctls = (json.loads(recorded.read_text())["sysctls"] if recorded.exists()
-                        else {name: _sysctl(name) for name in host.KUBELET_SYSCTLS})
+        self.sysctls = (
+            json.loads(recorded.read_text())["sysctls"]
+            if recorded.exists()
+            else {name: _sysctl(name) for name in host.KUBELET_SYSCTLS}
+        )
         self.shared_dirs = {path: path.exists() for path in host.SHARED_DIRS}
         self.run_netns = _listing(Path("/run/netns"))
 
@@ -149,11 +169,15 @@ def traces(seen: Seen) -> list[str]:
             netns = os.readlink(proc / "ns" / "net")
         except OSError:  # gone meanwhile, or the machine's init, which even root may not inspect here
             continue
-        reasons = [reason for reason, found_here in (
-            ("names the node's paths", str(seen.directory) in cmdline or str(seen.state_dir) in cmdline),
-            ("in its network namespace", netns == seen.netns),
-            ("in its cgroup", f"/{seen.name}/" in cgroups or cgroups.rstrip().endswith(f"/{seen.name}")),
-        ) if found_here]
+        reasons = [
+            reason
+            for reason, found_here in (
+                ("names the node's paths", str(seen.directory) in cmdline or str(seen.state_dir) in cmdline),
+                ("in its network namespace", netns == seen.netns),
+                ("in its cgroup", f"/{seen.name}/" in cgroups or cgroups.rstrip().endswith(f"/{seen.name}")),
+            )
+            if found_here
+        ]
         if reasons:
             found.append(f"process {proc.name} ({', '.join(reasons)}): {cmdline[:120]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -187,10 +211,12 @@ def machine_restored(before: MachineBefore) -> list[str]:
         if recorded != before.sysctls:
             differences.append(f"the record of kernel settings is {recorded}, was {before.sysctls}")
         return differences
-    differences += [f"{name} is {_sysctl(name)}, was {value}" for name, value in before.sysctls.items()
-                    if _sysctl(name) != value]
-    differences += [f"{path} left behind" for path, existed in before.shared_dirs.items()
-                    if not existed and path.exists()]
+    differences += [
+        f"{name} is {_sysctl(name)}, was {value}" for name, value in before.sysctls.items() if _sysctl(name) != value
+    ]
+    differences += [
+        f"{path} left behind" for path, existed in before.shared_dirs.items() if not existed and path.exists()
+    ]
     if (host.MACHINE_DIR / "machine.json").exists():
         differences.append("the record of kernel settings is left")
     return differences
@@ -224,12 +250,18 @@ def test_a_stopped_node_leaves_nothing_behind() -> None:
             # While it runs, its marks are in its own network namespace, cgroup and directory.
             assert any(mark.startswith("mount") for mark in traces(seen))
             assert not any(mark.startswith("host chain") for mark in traces(seen)), "the host's iptables are untouched"
-            inside = subprocess.run(["nsenter", f"--net={plane.node.instance.netns}", "iptables-save"],
-                                    capture_output=True, text=True, check=True).stdout
-            assert ":KUBE-KUBELET-CANARY" in inside and ":KUBE-SERVICES" in inside, \
+            inside = subprocess.run(
+                ["nsenter", f"--net={plane.node.instance.netns}", "iptables-save"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert ":KUBE-KUBELET-CANARY" in inside and ":KUBE-SERVICES" in inside, (
                 "the kubelet's and kube-proxy's chains are in the node's namespace"
-            assert all((point / seen.name / "kubepods").is_dir() for point, _ in _cgroup_mounts()), \
+            )
+            assert all((point / seen.name / "kubepods").is_dir() for point, _ in _cgroup_mounts()), (
                 "the pods' cgroups are under the node's own"
+            )
             assert _sysctl("vm/overcommit_memory") == "1", "the kubelet set its kernel settings"
         finally:
             started = time.monotonic()
@@ -256,8 +288,13 @@ def test_a_killed_node_is_cleaned_up_by_the_next_start() -> None:
     before = MachineBefore()
     state_dir = (STATE_DIR / "node-killed").resolve()
     with contextlib.ExitStack() as stack:
-        with subprocess.Popen([sys.executable, "-c", STARTER, str(state_dir)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as starter:
+        with subprocess.Popen(
+            [sys.executable, "-c", STARTER, str(state_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as starter:
             try:
                 assert starter.stdout is not None
                 kubeconfig, name, directory, netns = starter.stdout.readline().split()
@@ -266,8 +303,11 @@ def test_a_killed_node_is_cleaned_up_by_the_next_start() -> None:
                 wait_for(lambda: phase(Path(kubeconfig), "sleeper", "Running"), what="the Pod running")
             finally:
                 starter.kill()
-        outliving = wait_for(lambda: [mark for mark in traces(killed) if "shim" in mark or "sleep 3600" in mark],
-                             timeout=10, what="the shim and the container outliving the kill")
+        outliving = wait_for(
+            lambda: [mark for mark in traces(killed) if "shim" in mark or "sleep 3600" in mark],
+            timeout=10,
+            what="the shim and the container outliving the kill",
+        )
         assert any("containerd-shim" in mark for mark in outliving) and any("sleep 3600" in mark for mark in outliving)
         print(f"after the SIGKILL, left running: {outliving}")
 
@@ -305,8 +345,13 @@ def as_node(plane: cluster.ControlPlane, *args: str) -> subprocess.CompletedProc
 def serve_web(plane: cluster.ControlPlane, namespace: str) -> None:
     """The Pod ``web`` (label ``app=web``, the selector of ``kubectl create service``) answering on port 8080
     with ``served by web``; returns once it is Ready."""
-    manifest = pod_manifest("web", "sh", "-c", "mkdir /tmp/www && echo served by $(hostname) > /tmp/www/index.html"
-                                               " && exec httpd -f -p 8080 -h /tmp/www", namespace=namespace)
+    manifest = pod_manifest(
+        "web",
+        "sh",
+        "-c",
+        "mkdir /tmp/www && echo served by $(hostname) > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
+        namespace=namespace,
+    )
     manifest["metadata"]["labels"] = {"app": "web"}
     apply(plane.kubeconfig, manifest)
     kubectl(plane.kubeconfig, "wait", "-n", namespace, "--for=condition=Ready", "pod/web", "--timeout=60s")
@@ -316,11 +361,15 @@ def test_the_node_is_ready_under_its_own_identity(node_plane: cluster.ControlPla
     assert node_plane.node is not None
     found = json.loads(kubectl(node_plane.kubeconfig, "get", "node", node.NODE_NAME, "-o", "json").stdout)
     assert {c["type"]: c["status"] for c in found["status"]["conditions"]}["Ready"] == "True"
-    assert found["status"]["addresses"] == [{"type": "InternalIP", "address": node_plane.node.instance.node_address},
-                                            {"type": "Hostname", "address": node.NODE_NAME}]
+    assert found["status"]["addresses"] == [
+        {"type": "InternalIP", "address": node_plane.node.instance.node_address},
+        {"type": "Hostname", "address": node.NODE_NAME},
+    ]
     info = found["status"]["nodeInfo"]
     assert (info["kubeletVersion"], info["containerRuntimeVersion"]) == (
-        build.KUBE_NODE.version, f"containerd://{build.CONTAINERD.version.removeprefix('v')}")
+        build.KUBE_NODE.version,
+        f"containerd://{build.CONTAINERD.version.removeprefix('v')}",
+    )
 
     whoami = json.loads(as_node(node_plane, "auth", "whoami", "-o", "json").stdout)["status"]["userInfo"]
     assert whoami["username"] == f"system:node:{node.NODE_NAME}"
@@ -329,10 +378,14 @@ def test_the_node_is_ready_under_its_own_identity(node_plane: cluster.ControlPla
     # The Node authorizer: its own Node only; NodeRestriction: not every label of its own.
     assert as_node(node_plane, "label", "node", node.NODE_NAME, "stan.dev/checked=yes").returncode == 0
     restricted = as_node(node_plane, "label", "node", node.NODE_NAME, "node-restriction.kubernetes.io/x=y")
-    assert "is not allowed to modify labels: node-restriction.kubernetes.io/x" in restricted.stderr, \
-        restricted.stderr
-    kubectl(node_plane.kubeconfig, "apply", "-f", "-", stdin=json.dumps(
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "another-node"}}))
+    assert "is not allowed to modify labels: node-restriction.kubernetes.io/x" in restricted.stderr, restricted.stderr
+    kubectl(
+        node_plane.kubeconfig,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "another-node"}}),
+    )
     try:
         for verb in (("get", "node", "another-node"), ("label", "node", "another-node", "stan.dev/checked=yes")):
             refused = as_node(node_plane, *verb)
@@ -344,27 +397,36 @@ def test_the_node_is_ready_under_its_own_identity(node_plane: cluster.ControlPla
     # The Node authorizer: a Secret only once a Pod bound to the node uses it.
     kubectl(node_plane.kubeconfig, "create", "secret", "generic", "used", "-n", namespace, "--from-literal=a=b")
     kubectl(node_plane.kubeconfig, "create", "secret", "generic", "unused", "-n", namespace, "--from-literal=a=b")
-    apply(node_plane.kubeconfig, pod_manifest("with-secret", "cat", "/secret/a", namespace=namespace,
-                                              volumes={"/secret": {"secret": {"secretName": "used"}}}))
+    apply(
+        node_plane.kubeconfig,
+        pod_manifest(
+            "with-secret",
+            "cat",
+            "/secret/a",
+            namespace=namespace,
+            volumes={"/secret": {"secret": {"secretName": "used"}}},
+        ),
+    )
     refused = as_node(node_plane, "get", "secret", "unused", "-n", namespace)
     assert refused.returncode != 0 and "no relationship found between node" in refused.stderr, refused.stderr
-    wait_for(lambda: as_node(node_plane, "get", "secret", "used", "-n", namespace).returncode == 0,
-             what="the node reading the Secret its Pod uses")
+    wait_for(
+        lambda: as_node(node_plane, "get", "secret", "used", "-n", namespace).returncode == 0,
+        what="the node reading the Secret its Pod uses",
+    )
 
 
-def test_a_pod_runs_to_completion_and_kubectl_logs_shows_its_output(node_plane: cluster.ControlPlane,
-                                                                     namespace: str) -> None:
+def test_a_pod_runs_to_completion_and_kubectl_logs_shows_its_output(
+    node_plane: cluster.ControlPlane, namespace: str
+) -> None:
     started = time.monotonic()
-    apply(node_plane.kubeconfig, pod_manifest("hello", "sh", "-c", "echo hello from $(hostname)",
-                                              namespace=namespace))
+    apply(node_plane.kubeconfig, pod_manifest("hello", "sh", "-c", "echo hello from $(hostname)", namespace=namespace))
     wait_for(lambda: phase(node_plane.kubeconfig, "hello", "Succeeded", namespace), what="the Pod succeeding")
     print(f"a Pod ran to completion {time.monotonic() - started:.1f}s after kubectl apply")
     assert kubectl(node_plane.kubeconfig, "logs", "-n", namespace, "hello").stdout == "hello from hello\n"
 
 
 def test_a_pod_exiting_non_zero_fails(node_plane: cluster.ControlPlane, namespace: str) -> None:
-    apply(node_plane.kubeconfig, pod_manifest("failing", "sh", "-c", "echo giving up >&2; exit 7",
-                                              namespace=namespace))
+    apply(node_plane.kubeconfig, pod_manifest("failing", "sh", "-c", "echo giving up >&2; exit 7", namespace=namespace))
     status = wait_for(lambda: phase(node_plane.kubeconfig, "failing", "Failed", namespace), what="the Pod failing")
     terminated = status["containerStatuses"][0]["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (7, "Error")
@@ -376,13 +438,15 @@ def test_kubectl_exec_runs_in_the_container(node_plane: cluster.ControlPlane, na
     apply(node_plane.kubeconfig, pod_manifest("sleeper", "sleep", "3600", namespace=namespace))
     kubectl(node_plane.kubeconfig, "wait", "-n", namespace, "--for=condition=Ready", "pod/sleeper", "--timeout=60s")
     print(f"a Pod Ready {time.monotonic() - started:.1f}s after kubectl apply")
-    answer = kubectl(node_plane.kubeconfig, "exec", "-n", namespace, "sleeper", "--", "sh", "-c",
-                     "echo $((6 * 7)) from $(hostname)")
+    answer = kubectl(
+        node_plane.kubeconfig, "exec", "-n", namespace, "sleeper", "--", "sh", "-c", "echo $((6 * 7)) from $(hostname)"
+    )
     assert answer.stdout == "42 from sleeper\n"
 
 
-def test_the_kubelet_api_refuses_anonymous_and_unauthorized_requests(node_plane: cluster.ControlPlane,
-                                                                     namespace: str) -> None:
+def test_the_kubelet_api_refuses_anonymous_and_unauthorized_requests(
+    node_plane: cluster.ControlPlane, namespace: str
+) -> None:
     """Its API authenticates with the cluster's CA or the API server's TokenReview, and authorizes each
     request with a SubjectAccessReview: anonymous is 401, a ServiceAccount without a grant 403, and the
     API server's own client certificate gets through."""
@@ -408,8 +472,9 @@ def test_the_kubelet_api_refuses_anonymous_and_unauthorized_requests(node_plane:
     assert status(certificate="apiserver-kubelet-client") == 200
 
 
-def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(node_plane: cluster.ControlPlane,
-                                                                     namespace: str) -> None:
+def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(
+    node_plane: cluster.ControlPlane, namespace: str
+) -> None:
     """kube-proxy sends the ``kubernetes`` Service to the address the API server advertises: the host's end
     of the node's link.
 
@@ -418,21 +483,27 @@ def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(node_plane:
     """
     endpoints = json.loads(kubectl(node_plane.kubeconfig, "get", "endpointslice", "kubernetes", "-o", "json").stdout)
     assert ([endpoint["addresses"] for endpoint in endpoints["endpoints"]], endpoints["ports"][0]["port"]) == (
-        [[node_plane.address]], node_plane.ports["apiserver"])
+        [[node_plane.address]],
+        node_plane.ports["apiserver"],
+    )
     service = json.loads(kubectl(node_plane.kubeconfig, "get", "service", "kubernetes", "-o", "json").stdout)
-    apply(node_plane.kubeconfig, pod_manifest("caller", "sh", "-c", http_get(service["spec"]["clusterIP"], 443),
-                                              namespace=namespace))
+    apply(
+        node_plane.kubeconfig,
+        pod_manifest("caller", "sh", "-c", http_get(service["spec"]["clusterIP"], 443), namespace=namespace),
+    )
     wait_for(lambda: phase(node_plane.kubeconfig, "caller", "Succeeded", namespace), what="the Pod succeeding")
     answer = kubectl(node_plane.kubeconfig, "logs", "-n", namespace, "caller").stdout
     assert "Client sent an HTTP request to an HTTPS server" in answer, answer
 
 
-def test_a_service_sends_pods_to_its_pod_and_the_pod_to_itself(node_plane: cluster.ControlPlane,
-                                                              namespace: str) -> None:
+def test_a_service_sends_pods_to_its_pod_and_the_pod_to_itself(
+    node_plane: cluster.ControlPlane, namespace: str
+) -> None:
     serve_web(node_plane, namespace)
     kubectl(node_plane.kubeconfig, "create", "service", "clusterip", "web", "--tcp=80:8080", "-n", namespace)
-    address = json.loads(kubectl(node_plane.kubeconfig, "get", "service", "web", "-n", namespace, "-o",
-                                 "json").stdout)["spec"]["clusterIP"]
+    address = json.loads(kubectl(node_plane.kubeconfig, "get", "service", "web", "-n", namespace, "-o", "json").stdout)[
+        "spec"
+    ]["clusterIP"]
     fetch = http_get(address, 80)
     apply(node_plane.kubeconfig, pod_manifest("client", "sh", "-c", fetch, namespace=namespace))
     wait_for(lambda: phase(node_plane.kubeconfig, "client", "Succeeded", namespace), what="the client succeeding")
@@ -445,9 +516,18 @@ def test_the_api_server_reaches_a_pod(node_plane: cluster.ControlPlane, namespac
     """The host routes the pod range to the node: the API server reaches pods directly, as it will reach
     in-cluster webhooks, and as ``kubectl port-forward`` and the proxy need."""
     serve_web(node_plane, namespace)
-    answer = wait_for(lambda: kubectl(node_plane.kubeconfig, "get", "--raw",
-                                      f"/api/v1/namespaces/{namespace}/pods/web:8080/proxy/", check=False).stdout,
-                      what="the pod's answer through the API server")
+    answer = wait_for(
+        lambda: (
+            kubectl(
+                node_plane.kubeconfig,
+                "get",
+                "--raw",
+                f"/api/v1/namespaces/{namespace}/pods/web:8080/proxy/",
+                check=False,
+            ).stdout
+        ),
+        what="the pod's answer through the API server",
+    )
     assert answer == "served by web\n"
 
 
@@ -457,15 +537,26 @@ def test_pods_resolve_the_clusters_names_and_nothing_else(node_plane: cluster.Co
     nothing of the host's."""
     serve_web(node_plane, namespace)
     kubectl(node_plane.kubeconfig, "create", "service", "clusterip", "web", "--tcp=80:8080", "-n", namespace)
-    address = json.loads(kubectl(node_plane.kubeconfig, "get", "service", "web", "-n", namespace, "-o",
-                                 "json").stdout)["spec"]["clusterIP"]
+    address = json.loads(kubectl(node_plane.kubeconfig, "get", "service", "web", "-n", namespace, "-o", "json").stdout)[
+        "spec"
+    ]["clusterIP"]
     name = f"web.{namespace}.svc.{dns.DOMAIN}"
-    apply(node_plane.kubeconfig, pod_manifest("resolver", "sh", "-c", f"cat /etc/resolv.conf; nslookup {name}; "
-                                              f"nslookup {address}; nslookup example.com; true", namespace=namespace))
+    apply(
+        node_plane.kubeconfig,
+        pod_manifest(
+            "resolver",
+            "sh",
+            "-c",
+            f"cat /etc/resolv.conf; nslookup {name}; nslookup {address}; nslookup example.com; true",
+            namespace=namespace,
+        ),
+    )
     wait_for(lambda: phase(node_plane.kubeconfig, "resolver", "Succeeded", namespace), what="the Pod succeeding")
     answer = kubectl(node_plane.kubeconfig, "logs", "-n", namespace, "resolver").stdout
-    assert answer.startswith(f"search {namespace}.svc.{dns.DOMAIN} svc.{dns.DOMAIN} {dns.DOMAIN}\n"
-                             f"nameserver {dns.CLUSTER_IP}\noptions ndots:5\n"), answer
+    assert answer.startswith(
+        f"search {namespace}.svc.{dns.DOMAIN} svc.{dns.DOMAIN} {dns.DOMAIN}\n"
+        f"nameserver {dns.CLUSTER_IP}\noptions ndots:5\n"
+    ), answer
     assert f"Name:\t{name}\nAddress: {address}\n" in answer
     assert f"name = {name}\n" in answer, "and the address's reverse name"
     assert "server can't find example.com: REFUSED" in answer
@@ -475,7 +566,17 @@ def test_the_clusters_dns_has_no_plugin_that_sends_queries_elsewhere() -> None:
     """Not only does its Corefile forward nowhere: the CoreDNS built here has no plugin that could (forward,
     grpc, the cloud providers' DNS...), only these, which answer from the cluster or report on CoreDNS."""
     build.ensure_built((build.COREDNS,))
-    listed = subprocess.run([str(build.binary_path("coredns")), "-plugins"], capture_output=True, text=True,
-                            check=True).stdout.split()
-    assert set(listed) == {"cache", "errors", "health", "kubernetes", "loadbalance", "metadata", "prometheus",
-                           "ready", "transfer"}
+    listed = subprocess.run(
+        [str(build.binary_path("coredns")), "-plugins"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert set(listed) == {
+        "cache",
+        "errors",
+        "health",
+        "kubernetes",
+        "loadbalance",
+        "metadata",
+        "prometheus",
+        "ready",
+        "transfer",
+    }

@@ -1,4 +1,5 @@
 """The facade's token buckets as plain objects, on a clock the test sets."""
+
 from __future__ import annotations
 
 import pytest

@@ -6,6 +6,7 @@ ends it one way, and looks for survivors among the processes it started. A
 leftover kube-apiserver keeps its etcd's data and ports; a leftover facade
 keeps the API port the next ``make run`` needs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,7 +57,7 @@ def _stat(pid: int) -> _Stat | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # the command name, in parentheses, may hold spaces
+    fields = text[text.rindex(")") + 2 :].split()  # the command name, in parentheses, may hold spaces
     return _Stat(state=fields[0], parent=int(fields[1]), started=fields[19])
 
 
@@ -100,7 +101,11 @@ class StanRun(ChildProcess):
             self.reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=log)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stan_cli", "run", "--api-port", self.api_url.rsplit(":", 1)[1]],
-            stdin=subprocess.DEVNULL, stdout=self.reader.stdin, stderr=subprocess.STDOUT, env=env)
+            stdin=subprocess.DEVNULL,
+            stdout=self.reader.stdin,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         self.reader.stdin.close()
 
     def kill_all(self, started: list[Descendant]) -> None:
@@ -179,6 +184,8 @@ def test_no_process_outlives_stan_run(ending: Ending, tmp_path: Path) -> None:
         stan.kill_all(started)
 
     assert not survivors, f"still running {ending.limit:.0f}s after {ending.name}: {survivors}\n{stan.log_tail()}"
-    assert exit_code == ending.exit_code, (f"stan run exited with {exit_code} after {ending.name}, not "
-                                           f"{ending.exit_code}: its cleanup failed\n{stan.log_tail()}")
+    assert exit_code == ending.exit_code, (
+        f"stan run exited with {exit_code} after {ending.name}, not "
+        f"{ending.exit_code}: its cleanup failed\n{stan.log_tail()}"
+    )
     print(f"{ending.name}: every process gone {took:.1f}s later")

@@ -1,4 +1,5 @@
 """The sample manifests stay valid: the webhook and the schema accept them, and the operator takes them in."""
+
 from __future__ import annotations
 
 from kubernetes_asyncio import client

@@ -1,6 +1,7 @@
 """No background loop dies in silence: the supervisor restarts it and logs why, and the operator's liveness
 probe turns unhealthy while a loop keeps failing or is stuck. The supervisor alone runs on a clock the test
 sets; the probe is read from the real operator process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,8 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from stan_operator import kube, models, supervision
+from stan_core import kube, models
+from stan_operator import supervision
 
 from . import tasks
 from .conftest import OPERATOR_CONFIG, STATE_DIR, OperatorProcess, eventually, kubectl
@@ -101,10 +103,16 @@ async def test_one_off_work_that_fails_is_logged(caplog: pytest.LogCaptureFixtur
 ROLE_RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-     "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [models.GROUP], "resources": ["stantasks", "stanheartbeats"],
-     "verbs": ["get", "list", "watch", "patch"]},
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {
+        "apiGroups": [models.GROUP],
+        "resources": ["stantasks", "stanheartbeats"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
 ]
 
@@ -114,11 +122,18 @@ def _kubeconfig_of(service_account: str, namespace: str, directory: Path) -> Pat
     admin = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
     cluster_entry = admin["clusters"][0]
     path = directory / f"{service_account}.kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa", "clusters": [cluster_entry],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": cluster_entry["name"], "user": "sa"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [cluster_entry],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": cluster_entry["name"], "user": "sa"}}],
+            }
+        )
+    )
     return path
 
 
@@ -130,37 +145,63 @@ def _liveness(url: str) -> int:
         return error.code
 
 
-async def test_the_liveness_probe_fails_while_a_loop_keeps_failing(api: client.ApiClient, private_namespace: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_liveness_probe_fails_while_a_loop_keeps_failing(
+    api: client.ApiClient, private_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STAN_NAMESPACE", private_namespace)
     name = f"stan-test-{uuid.uuid4().hex[:6]}"
     rbac = client.RbacAuthorizationV1Api(api)
     await client.CoreV1Api(api).create_namespaced_service_account(private_namespace, {"metadata": {"name": name}})
     await rbac.create_cluster_role({"metadata": {"name": name}, "rules": ROLE_RULES})
-    await rbac.create_cluster_role_binding({
-        "metadata": {"name": name}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                                "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": private_namespace}]})
+    await rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": private_namespace}],
+        }
+    )
     try:
         await tasks.create(api, private_namespace, "left-running", schedule="0 9 * * *")
-        tick = models.format_timestamp(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0))
-        await kube.patch_status(api, models.STAN_TASK, private_namespace, "left-running", {"status": {
-            "lastScheduledAt": tick, "recentRuns": [{"runId": "run_orphan", "scheduledAt": tick, "startedAt": tick,
-                                                    "result": "running"}]}})
+        tick = models.format_timestamp(datetime.datetime.now(datetime.UTC).replace(microsecond=0))
+        await kube.patch_status(
+            api,
+            models.STAN_TASK,
+            private_namespace,
+            "left-running",
+            {
+                "status": {
+                    "lastScheduledAt": tick,
+                    "recentRuns": [
+                        {"runId": "run_orphan", "scheduledAt": tick, "startedAt": tick, "result": "running"}
+                    ],
+                }
+            },
+        )
         # Another replica holds the Lease as the operator starts: it sees the task as a standby, and leads
         # (and settles the orphaned run) once that Lease has gone a lease duration without renewal.
-        now = datetime.datetime.now(datetime.timezone.utc)
-        await client.CoordinationV1Api(api).create_namespaced_lease(private_namespace, client.V1Lease(
-            metadata=client.V1ObjectMeta(name="stan-operator"),
-            spec=client.V1LeaseSpec(holder_identity="elsewhere", lease_duration_seconds=15, acquire_time=now,
-                                    renew_time=now)))
-        operator = OperatorProcess(f"{private_namespace}-unwell", "--namespace", private_namespace,
-                                   "--leader-election", config={**OPERATOR_CONFIG, "jobActions": {}},
-                                   kubeconfig=_kubeconfig_of(name, private_namespace, STATE_DIR))
+        now = datetime.datetime.now(datetime.UTC)
+        await client.CoordinationV1Api(api).create_namespaced_lease(
+            private_namespace,
+            client.V1Lease(
+                metadata=client.V1ObjectMeta(name="stan-operator"),
+                spec=client.V1LeaseSpec(
+                    holder_identity="elsewhere", lease_duration_seconds=15, acquire_time=now, renew_time=now
+                ),
+            ),
+        )
+        operator = OperatorProcess(
+            f"{private_namespace}-unwell",
+            "--namespace",
+            private_namespace,
+            "--leader-election",
+            config={**OPERATOR_CONFIG, "jobActions": {}},
+            kubeconfig=_kubeconfig_of(name, private_namespace, STATE_DIR),
+        )
         try:
             assert _liveness(operator.liveness) == 200
-            await eventually(lambda: asyncio.to_thread(lambda: _liveness(operator.liveness) == 500), timeout=90,
-                             interval=1)
+            await eventually(
+                lambda: asyncio.to_thread(lambda: _liveness(operator.liveness) == 500), timeout=90, interval=1
+            )
             log = operator.log_tail(400)
             assert "scheduler failed; restarting it" in log and "Forbidden" in log
         finally:

@@ -1,11 +1,13 @@
 """Two operator replicas: one fires every tick; when it dies, loses its Lease or is cut off from the
 API server, the standby takes over, and nothing runs twice. Without a Lease both fire, and the claim
 alone keeps each tick to one run."""
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime
+import itertools
 import os
 import re
 import time
@@ -16,12 +18,13 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from stan_operator import leadership, models
+from stan_core import models
+from stan_operator import leadership
 
 from . import tasks
 from .conftest import STATE_DIR, OperatorProcess, eventually
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 async def _holder(api: client.ApiClient, namespace: str) -> str | None:
@@ -40,15 +43,18 @@ async def _finished_runs(api: client.ApiClient, namespace: str, name: str, count
 def _assert_each_tick_once(runs: list[models.Run], interval: datetime.timedelta) -> None:
     ticks = sorted(run.scheduledAt for run in runs)
     assert len(ticks) == len(set(ticks)), "no tick ran twice"
-    missing = [earlier for earlier, later in zip(ticks, ticks[1:]) if later - earlier != interval]
+    missing = [earlier for earlier, later in itertools.pairwise(ticks) if later - earlier != interval]
     assert missing == [], f"no tick was lost: {ticks}"
 
 
-async def test_the_standby_takes_over_without_duplicates(api: client.ApiClient, private_namespace: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_standby_takes_over_without_duplicates(
+    api: client.ApiClient, private_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STAN_NAMESPACE", private_namespace)
-    replicas = [OperatorProcess(f"{private_namespace}-{index}", "--namespace", private_namespace,
-                                "--leader-election") for index in range(2)]
+    replicas = [
+        OperatorProcess(f"{private_namespace}-{index}", "--namespace", private_namespace, "--leader-election")
+        for index in range(2)
+    ]
     try:
         holder = await eventually(lambda: _holder(api, private_namespace), timeout=30)
         leader = next(r for r in replicas if holder.endswith(f"-{r.process.pid}"))
@@ -71,8 +77,11 @@ async def test_the_standby_takes_over_without_duplicates(api: client.ApiClient, 
 
         async def ran_after_takeover() -> list[models.Run] | None:
             found = await runs(1) or []
-            after = [run for run in found if run.startedAt and run.startedAt > killed_at + datetime.timedelta(
-                seconds=handover)]
+            after = [
+                run
+                for run in found
+                if run.startedAt and run.startedAt > killed_at + datetime.timedelta(seconds=handover)
+            ]
             return found if len(after) >= 2 else None
 
         final = await eventually(ran_after_takeover, timeout=30)
@@ -88,11 +97,13 @@ async def test_the_standby_takes_over_without_duplicates(api: client.ApiClient, 
                 replica.stop()
 
 
-async def test_two_operators_without_a_lease_record_each_tick_once(api: client.ApiClient,
-                                                                   private_namespace: str) -> None:
+async def test_two_operators_without_a_lease_record_each_tick_once(
+    api: client.ApiClient, private_namespace: str
+) -> None:
     """Both start every run at its tick; each tick's claim is won by one, and the other's run is dropped."""
-    replicas = [OperatorProcess(f"{private_namespace}-race-{index}", "--namespace", private_namespace)
-                for index in range(2)]
+    replicas = [
+        OperatorProcess(f"{private_namespace}-race-{index}", "--namespace", private_namespace) for index in range(2)
+    ]
     try:
         await tasks.create(api, private_namespace, "contested", schedule="*/2 * * * * *", runHistoryLimit=100)
         final = await eventually(lambda: _finished_runs(api, private_namespace, "contested", 8), timeout=40)
@@ -113,8 +124,9 @@ def _started_between(runs: list[models.Run], start: datetime.datetime, end: date
     return [run for run in runs if run.startedAt and start < run.startedAt < end]
 
 
-async def test_a_replica_that_lost_the_lease_claims_nothing(api: client.ApiClient, private_namespace: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_replica_that_lost_the_lease_claims_nothing(
+    api: client.ApiClient, private_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STAN_NAMESPACE", private_namespace)
     replica = OperatorProcess(f"{private_namespace}-lost", "--namespace", private_namespace, "--leader-election")
     try:
@@ -129,14 +141,14 @@ async def test_a_replica_that_lost_the_lease_claims_nothing(api: client.ApiClien
                 lease.spec.holder_identity = "elsewhere"
                 lease.spec.renew_time = datetime.datetime.now(UTC)
                 with contextlib.suppress(client.ApiException):
-                    await client.CoordinationV1Api(api).replace_namespaced_lease("stan-operator", private_namespace,
-                                                                                 lease)
+                    await client.CoordinationV1Api(api).replace_namespaced_lease(
+                        "stan-operator", private_namespace, lease
+                    )
                 await asyncio.sleep(1)
 
         forging = asyncio.create_task(forge())
         try:
-            await eventually(lambda: _says(replica, "no longer leading: another replica holds the lease"),
-                             timeout=30)
+            await eventually(lambda: _says(replica, "no longer leading: another replica holds the lease"), timeout=30)
             stepped_down = datetime.datetime.now(UTC)
             await asyncio.sleep(8)
             quiet_until = datetime.datetime.now(UTC)
@@ -228,18 +240,20 @@ def _log_time(replica: OperatorProcess, text: str) -> datetime.datetime:
     return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
 
 
-async def test_a_leader_cut_off_stops_firing_before_its_lease_runs_out(api: client.ApiClient,
-                                                                       private_namespace: str,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_leader_cut_off_stops_firing_before_its_lease_runs_out(
+    api: client.ApiClient, private_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STAN_NAMESPACE", private_namespace)
     async with _cable_to_api_server() as (cable, kubeconfig):
-        leader = OperatorProcess(f"{private_namespace}-cut", "--namespace", private_namespace, "--leader-election",
-                                 kubeconfig=kubeconfig)
+        leader = OperatorProcess(
+            f"{private_namespace}-cut", "--namespace", private_namespace, "--leader-election", kubeconfig=kubeconfig
+        )
         standby = None
         try:
             await eventually(lambda: _holder_is(api, private_namespace, leader), timeout=60)
-            standby = OperatorProcess(f"{private_namespace}-other", "--namespace", private_namespace,
-                                      "--leader-election")
+            standby = OperatorProcess(
+                f"{private_namespace}-other", "--namespace", private_namespace, "--leader-election"
+            )
             await tasks.create(api, private_namespace, "cut", schedule="*/2 * * * * *", runHistoryLimit=100)
             await eventually(lambda: _finished_runs(api, private_namespace, "cut", 3), timeout=60)
             last_renewal = (await _lease(api, private_namespace)).spec.renew_time
@@ -254,26 +268,27 @@ async def test_a_leader_cut_off_stops_firing_before_its_lease_runs_out(api: clie
             _assert_each_tick_once(final, datetime.timedelta(seconds=2))
             lease_end = last_renewal + datetime.timedelta(seconds=leadership.LEASE_SECONDS)
             assert stepped_down < lease_end, f"stepped down at {stepped_down}, its lease ran to {lease_end}"
-            print(f"cut off at {cut_at:%H:%M:%S.%f}: the leader stopped leading "
-                  f"{(stepped_down - cut_at).total_seconds():.1f}s later, "
-                  f"{(lease_end - stepped_down).total_seconds():.1f}s before its lease ran out; "
-                  f"the standby held the Lease {gap:.1f}s after the cut")
+            print(
+                f"cut off at {cut_at:%H:%M:%S.%f}: the leader stopped leading "
+                f"{(stepped_down - cut_at).total_seconds():.1f}s later, "
+                f"{(lease_end - stepped_down).total_seconds():.1f}s before its lease ran out; "
+                f"the standby held the Lease {gap:.1f}s after the cut"
+            )
         finally:
             for replica in (leader, standby):
                 if replica is not None and replica.process.poll() is None:
                     replica.stop()
 
 
-async def test_a_leader_stopped_gracefully_hands_the_lease_over_at_once(api: client.ApiClient,
-                                                                        private_namespace: str,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_leader_stopped_gracefully_hands_the_lease_over_at_once(
+    api: client.ApiClient, private_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STAN_NAMESPACE", private_namespace)
     leader = OperatorProcess(f"{private_namespace}-first", "--namespace", private_namespace, "--leader-election")
     standby = None
     try:
         await eventually(lambda: _holder_is(api, private_namespace, leader), timeout=60)
-        standby = OperatorProcess(f"{private_namespace}-second", "--namespace", private_namespace,
-                                  "--leader-election")
+        standby = OperatorProcess(f"{private_namespace}-second", "--namespace", private_namespace, "--leader-election")
         leader.stop()
         started = time.monotonic()
         await eventually(lambda: _holder_is(api, private_namespace, standby), timeout=30, interval=0.2)

@@ -1,4 +1,5 @@
 """Across an operator crash a tick runs once within startingDeadlineSeconds, is skipped past it, never twice."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,12 +9,12 @@ from collections.abc import Iterator
 import pytest
 from kubernetes_asyncio import client
 
-from stan_operator import models
+from stan_core import models
 
 from . import tasks
 from .conftest import OPERATOR_CONFIG, OperatorProcess, eventually
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EVERY_10S = "*/10 * * * * *"
 
 
@@ -51,7 +52,8 @@ async def _sleep_until(moment: datetime.datetime) -> None:
 
 
 async def test_a_tick_missed_across_a_crash_runs_once_after_restart(
-        api: client.ApiClient, private_namespace: str, own_operator: list[OperatorProcess]) -> None:
+    api: client.ApiClient, private_namespace: str, own_operator: list[OperatorProcess]
+) -> None:
     await tasks.create(api, private_namespace, "survivor", schedule=EVERY_10S, startingDeadlineSeconds=60)
     missed = await _kill_after_a_run(api, private_namespace, start(own_operator, private_namespace))
     await _sleep_until(missed + datetime.timedelta(seconds=3))
@@ -63,15 +65,17 @@ async def test_a_tick_missed_across_a_crash_runs_once_after_restart(
 
     run = await eventually(lambda: ran(missed), timeout=30)
     assert run.result == models.RunResult.SUCCEEDED
-    assert run.startedAt is not None and run.startedAt >= missed + datetime.timedelta(seconds=3), \
+    assert run.startedAt is not None and run.startedAt >= missed + datetime.timedelta(seconds=3), (
         "it ran after the restart, late"
+    )
     await eventually(lambda: ran(missed + datetime.timedelta(seconds=10)), timeout=30)
     ticks = [r.scheduledAt for r in (await tasks.status(api, private_namespace, "survivor")).recentRuns]
     assert len(ticks) == len(set(ticks)), f"no tick ran twice: {ticks}"
 
 
 async def test_a_tick_missed_past_its_deadline_is_recorded_as_skipped(
-        api: client.ApiClient, private_namespace: str, own_operator: list[OperatorProcess]) -> None:
+    api: client.ApiClient, private_namespace: str, own_operator: list[OperatorProcess]
+) -> None:
     await tasks.create(api, private_namespace, "survivor", schedule=EVERY_10S, startingDeadlineSeconds=2)
     missed = await _kill_after_a_run(api, private_namespace, start(own_operator, private_namespace))
     await _sleep_until(missed + datetime.timedelta(seconds=5))
@@ -93,7 +97,8 @@ async def test_a_tick_missed_past_its_deadline_is_recorded_as_skipped(
 
 
 async def test_an_object_that_got_past_the_webhook_is_marked_not_ready(
-        api: client.ApiClient, private_namespace: str, own_operator: list[OperatorProcess]) -> None:
+    api: client.ApiClient, private_namespace: str, own_operator: list[OperatorProcess]
+) -> None:
     """The session's webhook allows seconds in schedules; an operator configured without them refuses
     the object it finds, with a condition rather than a crash."""
     await tasks.create(api, private_namespace, "admitted", schedule=EVERY_10S)

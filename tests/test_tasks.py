@@ -1,18 +1,20 @@
 """StanTask against the real API server with the operator running: timing, runs, pause, validation."""
+
 from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 
 import pytest
 from kubernetes_asyncio import client
 
-from stan_operator import cron, models
+from stan_core import cron, models
 
 from . import tasks
 from .conftest import eventually, kubectl, kubectl_apply_refused
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EVERY_2S = "*/2 * * * * *"
 
 
@@ -44,8 +46,9 @@ async def test_a_task_fires_every_tick_exactly_once(api: client.ApiClient, names
     runs = tasks.finished(status.recentRuns)
     ticks = sorted(run.scheduledAt for run in runs)
     assert len(ticks) == len(set(ticks)), "no tick ran twice"
-    assert all(later - earlier == datetime.timedelta(seconds=2) for earlier, later in zip(ticks, ticks[1:])), \
+    assert all(later - earlier == datetime.timedelta(seconds=2) for earlier, later in itertools.pairwise(ticks)), (
         f"no tick was lost: {ticks}"
+    )
     for run in runs:
         assert run.result == models.RunResult.SUCCEEDED
         assert run.startedAt is not None and run.startedAt >= run.scheduledAt
@@ -56,8 +59,7 @@ async def test_a_task_fires_every_tick_exactly_once(api: client.ApiClient, names
     await tasks.events_posted(api, namespace, "often", "Succeeded")
 
 
-async def _runs_at_least(api: client.ApiClient, namespace: str, name: str,
-                         count: int) -> models.StanTaskStatus | None:
+async def _runs_at_least(api: client.ApiClient, namespace: str, name: str, count: int) -> models.StanTaskStatus | None:
     status = await tasks.status(api, namespace, name)
     return status if len(tasks.finished(status.recentRuns)) >= count else None
 
@@ -87,10 +89,14 @@ async def test_pause_stops_firing_and_resume_does_not_backfill(api: client.ApiCl
     resumed = await eventually(lambda: _in_state(api, namespace, "pausable", "active"))
     resumed_at = datetime.datetime.now(UTC)
     assert resumed.nextRunAt is not None and resumed.nextRunAt > paused_at
-    later = await eventually(lambda: _runs_at_least(api, namespace, "pausable",
-                                                    len(tasks.finished(resumed.recentRuns)) + 2))
-    in_pause = [run.scheduledAt for run in later.recentRuns
-                if paused_at + datetime.timedelta(seconds=1) < run.scheduledAt < resumed_at - datetime.timedelta(seconds=1)]
+    later = await eventually(
+        lambda: _runs_at_least(api, namespace, "pausable", len(tasks.finished(resumed.recentRuns)) + 2)
+    )
+    in_pause = [
+        run.scheduledAt
+        for run in later.recentRuns
+        if paused_at + datetime.timedelta(seconds=1) < run.scheduledAt < resumed_at - datetime.timedelta(seconds=1)
+    ]
     assert in_pause == [], "the paused window is not backfilled"
     await tasks.events_posted(api, namespace, "pausable", "Paused", "Resumed")
 
@@ -114,27 +120,37 @@ async def test_a_schedule_change_recomputes_next_run_at_once(api: client.ApiClie
     assert status.nextRunAt == cron.next_tick("30 10 * * *", "Asia/Tokyo", datetime.datetime.now(UTC))
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"schedule": "61 * * * *"}, "schedule: invalid cron expression '61 * * * *'"),
-    ({"schedule": "0 0 30 2 *"}, "schedule: cron expression '0 0 30 2 *' never fires"),
-    ({"action": "launch_rockets"}, "action: unknown action 'launch_rockets'; available: audit_workflows, "
-                                   "render_report"),
-    ({"timeZone": "Mars/Olympus"}, "timeZone: unknown time zone 'Mars/Olympus'"),
-    ({"name": "   "}, "name: must not be blank"),
-])
-async def test_kubectl_apply_of_an_invalid_task_is_refused(namespace: str, tmp_path, spec: dict,
-                                                            message: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"schedule": "61 * * * *"}, "schedule: invalid cron expression '61 * * * *'"),
+        ({"schedule": "0 0 30 2 *"}, "schedule: cron expression '0 0 30 2 *' never fires"),
+        (
+            {"action": "launch_rockets"},
+            "action: unknown action 'launch_rockets'; available: audit_workflows, render_report",
+        ),
+        ({"timeZone": "Mars/Olympus"}, "timeZone: unknown time zone 'Mars/Olympus'"),
+        ({"name": "   "}, "name: must not be blank"),
+    ],
+)
+async def test_kubectl_apply_of_an_invalid_task_is_refused(namespace: str, tmp_path, spec: dict, message: str) -> None:
     fields = {"name": "Nightly", "action": "audit_workflows", "schedule": "0 9 * * *", "modelId": "m", **spec}
-    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
-                                              f"metadata: {{name: invalid, namespace: {namespace}}}\nspec:\n"
-                                              + "".join(f"  {key}: {value!r}\n" for key, value in fields.items()))
+    refusal = kubectl_apply_refused(
+        tmp_path,
+        f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
+        f"metadata: {{name: invalid, namespace: {namespace}}}\nspec:\n"
+        + "".join(f"  {key}: {value!r}\n" for key, value in fields.items()),
+    )
     assert 'admission webhook "stantask.stan.dev" denied the request: invalid StanTask: ' in refusal
     assert message in refusal
 
 
 async def test_an_empty_name_is_refused_by_the_schema(namespace: str, tmp_path) -> None:
-    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
-                                              f"metadata: {{name: unnamed, namespace: {namespace}}}\n"
-                                              "spec: {name: '', action: audit_workflows, schedule: '0 9 * * *', "
-                                              "modelId: m}\n")
-    assert "spec.name: Invalid value: \"\": spec.name in body should be at least 1 chars long" in refusal
+    refusal = kubectl_apply_refused(
+        tmp_path,
+        f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
+        f"metadata: {{name: unnamed, namespace: {namespace}}}\n"
+        "spec: {name: '', action: audit_workflows, schedule: '0 9 * * *', "
+        "modelId: m}\n",
+    )
+    assert 'spec.name: Invalid value: "": spec.name in body should be at least 1 chars long' in refusal

@@ -3,6 +3,7 @@ namespaces, keys expire, and their last use is recorded without turning requests
 
 The CLI runs as a user runs it, against the real control plane; keys are used on the real facade.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,12 +20,17 @@ from kubernetes_asyncio import client
 from stan_api import keys
 from stan_controlplane import cluster
 
-from .conftest import STAN_NAMESPACE, FacadeProcess, Tenant, eventually, kubectl, known_to
+from .conftest import STAN_NAMESPACE, FacadeProcess, Tenant, eventually, known_to, kubectl
 
 
 def stan(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stan_cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "STAN_NAMESPACE": STAN_NAMESPACE}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "stan_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STAN_NAMESPACE": STAN_NAMESPACE},
+        timeout=60,
+    )
 
 
 def issued(result: subprocess.CompletedProcess[str], namespace: str) -> Tenant:
@@ -41,7 +47,8 @@ def user() -> str:
 
 @pytest.mark.parametrize("name", ["Alice", "alice_", "al ice", "-alice", "a" * 59, "ali.ce"])
 def test_user_names_that_would_not_map_one_to_one_are_refused_with_the_rule(
-        control_plane: cluster.ControlPlane | None, name: str) -> None:
+    control_plane: cluster.ControlPlane | None, name: str
+) -> None:
     result = stan("apikey", "create", "--user", name)
     assert result.returncode != 0
     assert f"invalid user name {name!r}" in result.stderr and "stan-<user>" in result.stderr, result.stderr
@@ -49,7 +56,8 @@ def test_user_names_that_would_not_map_one_to_one_are_refused_with_the_rule(
 
 @pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "default", STAN_NAMESPACE])
 def test_the_clusters_and_stans_own_namespaces_are_never_tenants(
-        control_plane: cluster.ControlPlane | None, namespace: str) -> None:
+    control_plane: cluster.ControlPlane | None, namespace: str
+) -> None:
     result = stan("apikey", "create", "--user", user(), "--namespace", namespace, "--shared")
     assert result.returncode != 0
     assert f"{namespace!r} cannot be a tenant" in result.stderr, result.stderr
@@ -74,11 +82,13 @@ def test_another_users_tenant_is_shared_only_when_asked(control_plane: cluster.C
 
 async def test_a_key_is_refused_once_it_expires(facade: FacadeProcess) -> None:
     name = user()
-    tenant = await known_to(facade, issued(stan("apikey", "create", "--user", name, "--expires-in", "4s"),
-                                           f"stan-{name}"))
+    tenant = await known_to(
+        facade, issued(stan("apikey", "create", "--user", name, "--expires-in", "4s"), f"stan-{name}")
+    )
     listed = stan("apikey", "list").stdout
     assert tenant.key_id in listed
     async with httpx.AsyncClient(base_url=facade.url, timeout=10) as http:
+
         async def refused() -> bool:
             return (await http.get("/api/v1/stan/tasks", headers=tenant.headers)).status_code == 401
 
@@ -103,7 +113,8 @@ async def test_last_use_is_recorded_at_most_once_a_minute(facade: FacadeProcess,
         for _ in range(20):
             assert (await http.get("/api/v1/stan/tasks", headers=tenant.headers)).status_code == 200
     await asyncio.sleep(1)
-    assert stored()["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"], \
+    assert stored()["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"], (
         "twenty requests within the minute wrote nothing more"
+    )
     row = next(line for line in stan("apikey", "list").stdout.splitlines() if line.startswith(tenant.key_id))
     assert first["status"]["lastUsedAt"] in row and name in row

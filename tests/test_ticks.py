@@ -1,13 +1,15 @@
 """The tick rules on instants the tests choose: no clock, no API server."""
+
 from __future__ import annotations
 
 import datetime
 
 import pytest
 
-from stan_operator import models, ticks
+from stan_core import models
+from stan_operator import ticks
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 HOURLY = ticks.Schedule("0 * * * *", "UTC")
 NINE_IN_BERLIN = ticks.Schedule("0 9 * * *", "Europe/Berlin")
 
@@ -17,8 +19,9 @@ def at(text: str) -> datetime.datetime:
 
 
 def spec(**fields: object) -> models.StanTaskSpec:
-    return models.StanTaskSpec.model_validate({"name": "t", "action": "audit_workflows", "schedule": "0 * * * *",
-                                               "modelId": "m", **fields})
+    return models.StanTaskSpec.model_validate(
+        {"name": "t", "action": "audit_workflows", "schedule": "0 * * * *", "modelId": "m", **fields}
+    )
 
 
 def run(run_id: str, scheduled: str, result: str = "running") -> models.Run:
@@ -38,8 +41,7 @@ def test_after_a_restart_only_the_latest_missed_tick_is_owed() -> None:
     assert ticks.first_tick(HOURLY, accounted, now) == at("2026-03-01 10:00"), "not 07:00, 08:00 and 09:00"
     assert ticks.skip_reason(spec(), at("2026-03-01 10:00"), now, busy=False) is None, "within the deadline: runs"
     late = ticks.skip_reason(spec(startingDeadlineSeconds=60), at("2026-03-01 10:00"), now, busy=False)
-    assert late == ("missed by 120s, more than startingDeadlineSeconds (60); the operator was not running "
-                    "at the tick")
+    assert late == ("missed by 120s, more than startingDeadlineSeconds (60); the operator was not running at the tick")
 
 
 def test_nothing_is_owed_when_nothing_was_missed() -> None:
@@ -64,17 +66,23 @@ def test_resume_owes_nothing_of_the_pause() -> None:
 
 def test_a_schedule_change_takes_effect_from_now() -> None:
     every_five = ticks.Schedule("*/5 * * * *", "UTC")
-    assert ticks.next_after_change(every_five, at("2026-03-01 10:00"), at("2026-03-01 10:31")) == \
-        at("2026-03-01 10:35")
-    assert ticks.next_after_change(every_five, at("2026-03-01 10:40"), at("2026-03-01 10:31")) == \
-        at("2026-03-01 10:45"), "never a tick already accounted for"
+    assert ticks.next_after_change(every_five, at("2026-03-01 10:00"), at("2026-03-01 10:31")) == at("2026-03-01 10:35")
+    assert ticks.next_after_change(every_five, at("2026-03-01 10:40"), at("2026-03-01 10:31")) == at(
+        "2026-03-01 10:45"
+    ), "never a tick already accounted for"
 
 
-@pytest.mark.parametrize(("policy", "busy", "reason"), [
-    ("Allow", True, None), ("Allow", False, None),
-    ("Forbid", True, ticks.FORBIDDEN), ("Forbid", False, None),
-    ("Replace", True, None), ("Replace", False, None),
-])
+@pytest.mark.parametrize(
+    ("policy", "busy", "reason"),
+    [
+        ("Allow", True, None),
+        ("Allow", False, None),
+        ("Forbid", True, ticks.FORBIDDEN),
+        ("Forbid", False, None),
+        ("Replace", True, None),
+        ("Replace", False, None),
+    ],
+)
 def test_concurrency_policies_decide_whether_a_tick_runs(policy: str, busy: bool, reason: str | None) -> None:
     task = spec(concurrencyPolicy=policy)
     assert ticks.skip_reason(task, at("2026-03-01 10:00"), at("2026-03-01 10:00:01"), busy=busy) == reason
@@ -82,16 +90,24 @@ def test_concurrency_policies_decide_whether_a_tick_runs(policy: str, busy: bool
 
 
 def test_replace_stops_earlier_runs_still_going_here() -> None:
-    runs = [run("new", "2026-03-01 11:00"), run("old", "2026-03-01 10:00"),
-            run("done", "2026-03-01 09:00", "succeeded"), run("elsewhere", "2026-03-01 08:00")]
+    runs = [
+        run("new", "2026-03-01 11:00"),
+        run("old", "2026-03-01 10:00"),
+        run("done", "2026-03-01 09:00", "succeeded"),
+        run("elsewhere", "2026-03-01 08:00"),
+    ]
     active = {"new", "old", "done"}
     assert ticks.replaced(spec(concurrencyPolicy="Replace"), runs, at("2026-03-01 11:00"), active) == ["old"]
     assert ticks.replaced(spec(concurrencyPolicy="Allow"), runs, at("2026-03-01 11:00"), active) == []
 
 
 def test_history_keeps_the_newest_and_every_run_still_going() -> None:
-    runs = [run("r3", "2026-03-01 03:00", "succeeded"), run("r2", "2026-03-01 02:00", "failed"),
-            run("r1", "2026-03-01 01:00"), run("r0", "2026-03-01 00:00", "succeeded")]
+    runs = [
+        run("r3", "2026-03-01 03:00", "succeeded"),
+        run("r2", "2026-03-01 02:00", "failed"),
+        run("r1", "2026-03-01 01:00"),
+        run("r0", "2026-03-01 00:00", "succeeded"),
+    ]
     assert [kept.runId for kept in ticks.bounded(runs, 2)] == ["r3", "r2", "r1"]
 
 
@@ -114,7 +130,9 @@ def test_fall_back_runs_a_fixed_hour_once_and_an_hourly_schedule_every_hour() ->
 
 
 def test_a_tick_a_day_in_the_tasks_zone() -> None:
-    assert ticks.first_tick(NINE_IN_BERLIN, at("2026-07-01 12:00"), at("2026-07-01 12:00")) == \
-        at("2026-07-02 07:00"), "09:00 CEST"
-    assert ticks.first_tick(NINE_IN_BERLIN, at("2026-12-01 12:00"), at("2026-12-01 12:00")) == \
-        at("2026-12-02 08:00"), "09:00 CET"
+    assert ticks.first_tick(NINE_IN_BERLIN, at("2026-07-01 12:00"), at("2026-07-01 12:00")) == at("2026-07-02 07:00"), (
+        "09:00 CEST"
+    )
+    assert ticks.first_tick(NINE_IN_BERLIN, at("2026-12-01 12:00"), at("2026-12-01 12:00")) == at("2026-12-02 08:00"), (
+        "09:00 CET"
+    )

@@ -4,6 +4,7 @@ Time zones that are folders of the tz database (``America``, ``America/Argentina
 validation: a 500 from POST, a 503 from PUT, a webhook refusal showing a file path, and an
 operator handler that raised, leaving the task neither scheduled nor marked InvalidSpec.
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
@@ -13,18 +14,16 @@ import pytest
 from kubernetes_asyncio import client
 
 from stan_controlplane import cluster
-from stan_operator import install, kube, models
+from stan_core import install, kube, models
 
 from . import heartbeats, tasks
-from .conftest import PROJECT_ROOT, STATE_DIR, OperatorProcess, Tenant, eventually, kubectl_apply_refused
+from .conftest import STATE_DIR, OperatorProcess, Tenant, eventually, kubectl_apply_refused
 
 FOLDER_ZONES = ("America", "Asia", "Europe", "Etc", "America/Argentina")
-PATH_LIKE_ZONES = ("..", "../etc/passwd", "/usr/share/zoneinfo/UTC", "Europe//Berlin", "Europe/", "UTC\x00",
-                   "x" * 300)
+PATH_LIKE_ZONES = ("..", "../etc/passwd", "/usr/share/zoneinfo/UTC", "Europe//Berlin", "Europe/", "UTC\x00", "x" * 300)
 INTERNALS = ("/usr/share/zoneinfo", "site-packages", "Errno")
 NAMESPACE = "unguarded"
-TASK = {"name": "Daily workflow audit", "action": "audit_workflows", "schedule": "0 9 * * *",
-        "modelId": "model_abc123"}
+TASK = {"name": "Daily workflow audit", "action": "audit_workflows", "schedule": "0 9 * * *", "modelId": "model_abc123"}
 
 
 def _refused_naming(answer: httpx.Response, field: str, reason: str) -> None:
@@ -48,28 +47,36 @@ async def test_a_folder_or_path_as_time_zone_is_a_422_naming_it(http: httpx.Asyn
 
 
 async def test_a_repeated_heartbeat_check_is_a_422_naming_checks(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    answer = await http.put("/api/v1/stan/heartbeat", json={"checks": ["workflows", "credits", "workflows"]},
-                            headers=tenant.headers)
+    answer = await http.put(
+        "/api/v1/stan/heartbeat", json={"checks": ["workflows", "credits", "workflows"]}, headers=tenant.headers
+    )
     _refused_naming(answer, "checks", "check 'workflows' listed more than once")
 
 
 async def test_kubectl_apply_of_a_folder_zone_is_refused_without_internals(namespace: str, tmp_path) -> None:
     for zone in FOLDER_ZONES:
-        refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
-                                                  f"metadata: {{name: zoned, namespace: {namespace}}}\n"
-                                                  f"spec: {{name: Nightly, action: audit_workflows, "
-                                                  f"schedule: '0 9 * * *', modelId: m, timeZone: '{zone}'}}\n")
-        assert (f'admission webhook "stantask.stan.dev" denied the request: invalid StanTask: '
-                f"timeZone: {zone!r} is a group of time zones, not a zone") in refusal
+        refusal = kubectl_apply_refused(
+            tmp_path,
+            f"apiVersion: {models.API_VERSION}\nkind: StanTask\n"
+            f"metadata: {{name: zoned, namespace: {namespace}}}\n"
+            f"spec: {{name: Nightly, action: audit_workflows, "
+            f"schedule: '0 9 * * *', modelId: m, timeZone: '{zone}'}}\n",
+        )
+        assert (
+            f'admission webhook "stantask.stan.dev" denied the request: invalid StanTask: '
+            f"timeZone: {zone!r} is a group of time zones, not a zone"
+        ) in refusal
         assert not any(internal in refusal for internal in INTERNALS), refusal
 
 
 async def test_kubectl_apply_of_a_repeated_check_is_refused(namespace: str, tmp_path) -> None:
-    refusal = kubectl_apply_refused(tmp_path, f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
-                                              f"metadata: {{name: default, namespace: {namespace}}}\n"
-                                              "spec: {checks: [workflows, credits, workflows]}\n")
-    assert ("invalid StanHeartbeat: checks: check 'workflows' listed more than once; list each check once"
-            in refusal)
+    refusal = kubectl_apply_refused(
+        tmp_path,
+        f"apiVersion: {models.API_VERSION}\nkind: StanHeartbeat\n"
+        f"metadata: {{name: default, namespace: {namespace}}}\n"
+        "spec: {checks: [workflows, credits, workflows]}\n",
+    )
+    assert "invalid StanHeartbeat: checks: check 'workflows' listed more than once; list each check once" in refusal
 
 
 @pytest.fixture
@@ -79,7 +86,7 @@ async def unguarded_cluster(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[cl
     plane = cluster.start(STATE_DIR / "unguarded", fresh=True)
     monkeypatch.setenv("KUBECONFIG", str(plane.kubeconfig))
     try:
-        await install.apply_crds_to_current_cluster(PROJECT_ROOT / "crds")
+        await install.apply_crds_to_current_cluster()
         yield plane
     finally:
         plane.stop()
@@ -98,27 +105,31 @@ async def _heartbeat_conditions(api: client.ApiClient) -> list[models.Condition]
 
 
 async def test_without_the_webhook_the_operator_marks_a_folder_zone_invalid_and_goes_on(
-        unguarded_cluster: cluster.ControlPlane) -> None:
+    unguarded_cluster: cluster.ControlPlane,
+) -> None:
     log = STATE_DIR / "logs" / "operator-unguarded.log"
     log_start = log.stat().st_size if log.exists() else 0
     operator = OperatorProcess("unguarded", "--namespace", NAMESPACE, kubeconfig=unguarded_cluster.kubeconfig)
     try:
         async with await kube.api_client() as api:
-            await client.CoreV1Api(api).create_namespace(client.V1Namespace(
-                metadata=client.V1ObjectMeta(name=NAMESPACE)))
+            await client.CoreV1Api(api).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
+            )
             for number, zone in enumerate(FOLDER_ZONES):
                 await tasks.create(api, NAMESPACE, f"zoned-{number}", schedule="0 9 * * *", timeZone=zone)
             await heartbeats.create(api, NAMESPACE, checks=["workflows", "workflows"])
 
             for number, zone in enumerate(FOLDER_ZONES):
-                condition = await eventually(lambda: _not_ready(_task_conditions(api, f"zoned-{number}")))
+                condition = await eventually(lambda name=f"zoned-{number}": _not_ready(_task_conditions(api, name)))
                 assert condition.reason == "InvalidSpec"
                 assert condition.message.startswith(f"timeZone: {zone!r} is a group of time zones, not a zone")
                 assert (await tasks.status(api, NAMESPACE, f"zoned-{number}")).nextRunAt is None
             await tasks.events_posted(api, NAMESPACE, "zoned-0", "InvalidSpec")
             condition = await eventually(lambda: _not_ready(_heartbeat_conditions(api)))
             assert (condition.reason, condition.message) == (
-                "InvalidSpec", "checks: check 'workflows' listed more than once; list each check once")
+                "InvalidSpec",
+                "checks: check 'workflows' listed more than once; list each check once",
+            )
 
             await tasks.create(api, NAMESPACE, "valid", schedule="0 9 * * *", timeZone="America/New_York")
 

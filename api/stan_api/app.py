@@ -1,4 +1,5 @@
 """The facade's application: routers, health, metrics, and one mapping from domain errors to HTTP."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,17 +12,22 @@ from fastapi.responses import JSONResponse
 from stan_api import guard, metrics, schemas
 from stan_api.facade import Conflict, Facade, Invalid, NotFound, QuotaExceeded, TimedOut, Unavailable
 from stan_api.routes import console, heartbeat, overview, tasks
-from stan_operator import config, validation
+from stan_core import config, validation
 
 ERRORS = {
     400: {"model": schemas.Error, "description": "Malformed request"},
     401: {"model": schemas.Error, "description": "Missing or unknown X-API-Key"},
-    403: {"model": schemas.Error, "description": "The key lacks the stan:execute scope, or the tenant is at its "
-                                                 "task quota"},
+    403: {
+        "model": schemas.Error,
+        "description": "The key lacks the stan:execute scope, or the tenant is at its task quota",
+    },
     413: {"model": schemas.Error, "description": "The body is larger than 64 KiB"},
     422: {"model": schemas.Error, "description": "Invalid input: the field and the reason"},
-    429: {"model": schemas.Error, "description": "Too many requests for this key, or too many failed "
-                                                 "authentications from this address; see Retry-After"},
+    429: {
+        "model": schemas.Error,
+        "description": "Too many requests for this key, or too many failed "
+        "authentications from this address; see Retry-After",
+    },
     503: {"model": schemas.Error, "description": "The cluster cannot be reached, or the facade is at capacity"},
 }
 
@@ -37,10 +43,15 @@ def create_app() -> FastAPI:
         yield
         await app.state.facade.stop()
 
-    app = FastAPI(title="Stan Tasks & Heartbeat API", version="0.1.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None,  # served from the package's assets by console.mount
-                  description="Scheduled tasks and the heartbeat of your Stan tenant. Every /api/v1/stan "
-                              "endpoint needs an X-API-Key with the stan:execute scope.")
+    app = FastAPI(
+        title="Stan Tasks & Heartbeat API",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # served from the package's assets by console.mount
+        description="Scheduled tasks and the heartbeat of your Stan tenant. Every /api/v1/stan "
+        "endpoint needs an X-API-Key with the stan:execute scope.",
+    )
     app.add_middleware(guard.Guard, limits=config.load().limits)
     observed = metrics.Metrics()
     app.add_middleware(observed.middleware)
@@ -51,8 +62,10 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(Invalid)
     async def invalid(request: Request, error: Invalid) -> JSONResponse:
-        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, [
-            {"loc": ["body", *e.field.split(".")], "msg": e.reason, "type": "value_error"} for e in error.errors])
+        return _error(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": ["body", *e.field.split(".")], "msg": e.reason, "type": "value_error"} for e in error.errors],
+        )
 
     @app.exception_handler(QuotaExceeded)
     async def quota_exceeded(request: Request, error: QuotaExceeded) -> JSONResponse:
@@ -76,8 +89,10 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"].removeprefix(validation.PYDANTIC_VALUE_ERROR),
-                   "type": e["type"]} for e in error.errors()]
+        detail = [
+            {"loc": list(e["loc"]), "msg": e["msg"].removeprefix(validation.PYDANTIC_VALUE_ERROR), "type": e["type"]}
+            for e in error.errors()
+        ]
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
     for router in (tasks.router, heartbeat.router, overview.router):
@@ -90,8 +105,10 @@ def create_app() -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
         ready = request.app.state.facade.ready
-        return JSONResponse({"status": "ready" if ready else "not ready"},
-                            status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready"},
+            status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> object:

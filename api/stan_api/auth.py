@@ -6,6 +6,7 @@ decision is made at the door (``guard``), before anything reads the body;
 routes receive the principal through the one dependency below. Failures say
 no more than "missing or unknown key" and "missing scope".
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,9 @@ from stan_api import keys
 USE_RECORD_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="An API key made with `stan apikey create`.")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key made with `stan apikey create`."
+)
 
 
 class KeyIndex:

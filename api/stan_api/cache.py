@@ -7,6 +7,7 @@ backoff. Writes made through this facade are put into the cache at once
 older watch event never overwrites a newer object (resourceVersions compare
 as integers on etcd-backed API servers).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,8 @@ from typing import Any
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import kube
-from stan_operator.index import Key, NamespacedIndex
+from stan_core import kube
+from stan_core.index import Key, NamespacedIndex
 
 WATCH_SECONDS = 300
 RETRY_SECONDS = (0.5, 1, 2, 5)
@@ -38,8 +39,14 @@ def key_of(body: dict) -> Key:
 class ObjectCache:
     """The objects of one kind (in all namespaces, or one), as the API server last told."""
 
-    def __init__(self, api: client.ApiClient, name: str, list_call: Callable[..., Awaitable[Any]],
-                 render: Callable[[dict], bytes] | None = None, **list_arguments: Any) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        name: str,
+        list_call: Callable[..., Awaitable[Any]],
+        render: Callable[[dict], bytes] | None = None,
+        **list_arguments: Any,
+    ) -> None:
         """``render`` turns an object into the JSON a list answer shows of it, once per change."""
         self.name = name
         self._api = api
@@ -78,8 +85,9 @@ class ObjectCache:
         """Call ``listener(body or None when deleted, key)`` on every change."""
         self._listeners.append(listener)
 
-    async def wait_for(self, namespace: str, name: str, predicate: Callable[[dict | None], bool],
-                       timeout: float) -> dict | None:
+    async def wait_for(
+        self, namespace: str, name: str, predicate: Callable[[dict | None], bool], timeout: float
+    ) -> dict | None:
         """The object once ``predicate`` holds for it; raises TimeoutError after ``timeout``."""
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self.get(namespace, name))), timeout)
@@ -130,7 +138,7 @@ class ObjectCache:
                     log.info("%s: watch expired; listing again", self.name)
                     continue
                 self._broken(error)
-            except (OSError, asyncio.TimeoutError, client.exceptions.ApiValueError) as error:
+            except (TimeoutError, OSError, client.exceptions.ApiValueError) as error:
                 self._broken(error)
             except Exception as error:  # aiohttp and the client raise a zoo of types on a lost connection
                 self._broken(error)
@@ -157,8 +165,13 @@ class ObjectCache:
     async def _watch(self, version: str) -> str:
         """Follow one watch request; return the resourceVersion to resume from."""
         async with watch.Watch(return_type="object") as stream:
-            async for event in stream.stream(self._list_call, **self._list_arguments, resource_version=version,
-                                             timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True):
+            async for event in stream.stream(
+                self._list_call,
+                **self._list_arguments,
+                resource_version=version,
+                timeout_seconds=WATCH_SECONDS,
+                allow_watch_bookmarks=True,
+            ):
                 body = event["raw_object"]
                 version = body["metadata"].get("resourceVersion", version)
                 if event["type"] == "BOOKMARK":

@@ -4,6 +4,7 @@ It owns the API client and the watch-backed caches (tasks, heartbeats, API
 keys). Domain functions raise the errors below; the app turns them into
 HTTP answers, so the functions stay callable without HTTP.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,12 +17,11 @@ from typing import Annotated
 
 import aiohttp
 from fastapi import Depends, Request
-
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import auth, cache, keystore, views
-from stan_operator import config, kube, models, validation
+from stan_core import config, kube, models, validation
 
 WRITE_WAIT_SECONDS = 5.0
 UPDATE_ATTEMPTS = 25
@@ -38,6 +38,8 @@ async def retrying_conflicts(what: str, attempt: Callable[[], Awaitable[dict]]) 
             if error.status != 409:
                 raise
     raise Conflict(f"the {what} kept changing during {UPDATE_ATTEMPTS} attempts to update it; try again")
+
+
 OPERATOR_ANSWER_SECONDS = 30.0
 
 
@@ -85,7 +87,7 @@ def talking_to_cluster() -> Iterator[None]:
         yield
     except ApiException as error:
         raise translate(error) from None
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, aiohttp.ClientError, OSError) as error:
         raise Unavailable(f"the cluster cannot be reached: {type(error).__name__}") from None
 
 
@@ -114,15 +116,34 @@ class Facade:
         api = await kube.api_client()
         objects = kube.custom_objects(api)
         facade = cls(
-            api=api, configuration=config.load(),
-            tasks=cache.ObjectCache(api, "stantasks", objects.list_cluster_custom_object, render=views.summary_json,
-                                    group=models.GROUP, version=models.VERSION, plural=models.STAN_TASK.plural),
-            heartbeats=cache.ObjectCache(api, "stanheartbeats", objects.list_cluster_custom_object,
-                                         group=models.GROUP, version=models.VERSION,
-                                         plural=models.STAN_HEARTBEAT.plural),
-            api_keys=cache.ObjectCache(api, "api keys", objects.list_namespaced_custom_object, group=models.GROUP,
-                                       version=models.VERSION, namespace=config.own_namespace(),
-                                       plural=models.STAN_API_KEY.plural),
+            api=api,
+            configuration=config.load(),
+            tasks=cache.ObjectCache(
+                api,
+                "stantasks",
+                objects.list_cluster_custom_object,
+                render=views.summary_json,
+                group=models.GROUP,
+                version=models.VERSION,
+                plural=models.STAN_TASK.plural,
+            ),
+            heartbeats=cache.ObjectCache(
+                api,
+                "stanheartbeats",
+                objects.list_cluster_custom_object,
+                group=models.GROUP,
+                version=models.VERSION,
+                plural=models.STAN_HEARTBEAT.plural,
+            ),
+            api_keys=cache.ObjectCache(
+                api,
+                "api keys",
+                objects.list_namespaced_custom_object,
+                group=models.GROUP,
+                version=models.VERSION,
+                namespace=config.own_namespace(),
+                plural=models.STAN_API_KEY.plural,
+            ),
             keys=auth.KeyIndex(),
             uses=auth.UseRecorder(lambda key_id, at: keystore.record_use(api, key_id, at)),
         )

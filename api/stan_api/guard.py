@@ -6,6 +6,7 @@ the key's rate (429 with Retry-After); then the body, read here and never past i
 whatever its framing (413), so a stranger can neither make the facade buffer
 an upload nor make it parse one. Only then does FastAPI see the request.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stan_api import keys
-from stan_operator import config
+from stan_core import config
 
 API_PREFIX = "/api/v1/stan"
 MAX_BODY_BYTES = 64 * 1024
@@ -30,7 +31,7 @@ MAX_TRACKED = 100_000
 class TokenBucket:
     """``rate`` tokens a second up to ``capacity``; a request takes one."""
 
-    __slots__ = ("tokens", "stamp")
+    __slots__ = ("stamp", "tokens")
 
     def __init__(self, capacity: float, now: float) -> None:
         self.tokens = capacity
@@ -112,8 +113,9 @@ class Guard:
         self.app = app
         self._places = asyncio.Semaphore(limits.maxConcurrentRequests)
         self._per_key = RateLimiter(limits.requestsPerSecondPerKey, limits.burstPerKey)
-        self._failures = RateLimiter(limits.failedAuthenticationsPerMinute / FAILURE_WINDOW_SECONDS,
-                                     limits.failedAuthenticationsPerMinute)
+        self._failures = RateLimiter(
+            limits.failedAuthenticationsPerMinute / FAILURE_WINDOW_SECONDS, limits.failedAuthenticationsPerMinute
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
@@ -122,8 +124,7 @@ class Guard:
         try:
             await asyncio.wait_for(self._places.acquire(), PLACE_WAIT_SECONDS)
         except TimeoutError:
-            await _answer(send, 503, "the facade is serving as many requests as it can; try again",
-                          _retry_after(1))
+            await _answer(send, 503, "the facade is serving as many requests as it can; try again", _retry_after(1))
             return
         try:
             if not await self._admitted(scope, send):
@@ -143,7 +144,7 @@ class Guard:
             await _answer(send, 429, "too many failed authentications from this address", _retry_after(waiting))
             return False
         facade = scope["app"].state.facade
-        wall_clock = datetime.datetime.now(datetime.timezone.utc)
+        wall_clock = datetime.datetime.now(datetime.UTC)
         principal = facade.keys.authenticate(_header(scope, b"x-api-key"), wall_clock)
         if principal is None:
             self._failures.take(address, now)
@@ -196,4 +197,3 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-

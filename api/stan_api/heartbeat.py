@@ -5,6 +5,7 @@ PUT or run creates the object. A run is asked for through the resource (an
 annotation carrying a request id) and answered by the operator in status; a
 run asked for while one is in flight joins it instead of starting another.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -14,9 +15,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import schemas
 from stan_api.facade import Facade, Invalid, TimedOut, retrying_conflicts, talking_to_cluster
-from stan_operator import kube, models, validation
-from stan_operator.checks import registry
-
+from stan_core import catalog, kube, models, validation
 
 
 def _spec(facade: Facade, body: dict | None) -> models.StanHeartbeatSpec:
@@ -26,8 +25,12 @@ def _spec(facade: Facade, body: dict | None) -> models.StanHeartbeatSpec:
 
 
 def _answer(spec: models.StanHeartbeatSpec) -> schemas.Heartbeat:
-    return schemas.Heartbeat(enabled=spec.enabled, checks=spec.checks, intervalMinutes=spec.intervalMinutes,
-                             availableChecks=registry.names())
+    return schemas.Heartbeat(
+        enabled=spec.enabled,
+        checks=spec.checks,
+        intervalMinutes=spec.intervalMinutes,
+        availableChecks=catalog.check_names(),
+    )
 
 
 def get_heartbeat(facade: Facade, namespace: str) -> schemas.Heartbeat:
@@ -54,7 +57,8 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
     async def attempt() -> dict:
         try:
             current = await objects.get_namespaced_custom_object(
-                models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME)
+                models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -67,13 +71,29 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
             raise Invalid(errors)
         if current is None:
             return await objects.create_namespaced_custom_object(
-                models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural,
-                {"apiVersion": models.API_VERSION, "kind": models.STAN_HEARTBEAT.kind,
-                 "metadata": {"name": models.HEARTBEAT_NAME, "annotations": annotations}, "spec": merged})
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.STAN_HEARTBEAT.plural,
+                {
+                    "apiVersion": models.API_VERSION,
+                    "kind": models.STAN_HEARTBEAT.kind,
+                    "metadata": {"name": models.HEARTBEAT_NAME, "annotations": annotations},
+                    "spec": merged,
+                },
+            )
         return await objects.patch_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME,
-            {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": annotations},
-             "spec": spec_changes}, _content_type=kube.MERGE_PATCH)
+            models.GROUP,
+            models.VERSION,
+            namespace,
+            models.STAN_HEARTBEAT.plural,
+            models.HEARTBEAT_NAME,
+            {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": annotations},
+                "spec": spec_changes,
+            },
+            _content_type=kube.MERGE_PATCH,
+        )
 
     with talking_to_cluster():
         stored = await retrying_conflicts("heartbeat", attempt)
@@ -90,22 +110,28 @@ async def update_heartbeat(facade: Facade, namespace: str, request: schemas.Hear
 async def run_heartbeat(facade: Facade, namespace: str) -> schemas.HeartbeatRun:
     """Ask the operator for a run and wait for its results (fresh: started after the request)."""
     facade.require_cluster()
-    asked_at = datetime.datetime.now(datetime.timezone.utc)
+    asked_at = datetime.datetime.now(datetime.UTC)
     stored = await _write(facade, namespace, {}, {models.RUN_REQUEST_ANNOTATION: uuid.uuid4().hex})
     request = stored["metadata"]["annotations"][models.RUN_REQUEST_ANNOTATION]
 
     def answered(body: dict | None) -> bool:
         status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
-        return status.runRequest == request or (status.lastRunAt is not None and status.lastRunAt >= asked_at
-                                                and bool(status.results))
+        return status.runRequest == request or (
+            status.lastRunAt is not None and status.lastRunAt >= asked_at and bool(status.results)
+        )
 
     try:
-        body = await facade.heartbeats.wait_for(namespace, models.HEARTBEAT_NAME, answered,
-                                                facade.operator_answer_seconds)
+        body = await facade.heartbeats.wait_for(
+            namespace, models.HEARTBEAT_NAME, answered, facade.operator_answer_seconds
+        )
     except TimeoutError:
-        raise TimedOut(f"the operator did not run the heartbeat within {facade.operator_answer_seconds:g}s; "
-                       "is it running?") from None
+        raise TimedOut(
+            f"the operator did not run the heartbeat within {facade.operator_answer_seconds:g}s; is it running?"
+        ) from None
     status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
     results = [schemas.CheckResult.model_validate(result.model_dump()) for result in status.results]
-    return schemas.HeartbeatRun(results=results, issues=[r for r in results if r.status != "ok"],
-                                healthy=not any(r.status != "ok" for r in results))
+    return schemas.HeartbeatRun(
+        results=results,
+        issues=[r for r in results if r.status != "ok"],
+        healthy=not any(r.status != "ok" for r in results),
+    )

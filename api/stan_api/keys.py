@@ -6,6 +6,7 @@ secret part with the key's user, tenant namespace, scopes and expiry; the
 secret part is compared in constant time against the hash. Keys are a kind of
 their own so that RBAC can grant the facade exactly them and no Secret.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,7 @@ import string
 
 import pydantic
 
-from stan_operator import models
+from stan_core import models
 
 PREFIX = "stan_"
 EXECUTE_SCOPE = "stan:execute"
@@ -26,8 +27,10 @@ KNOWN_SCOPES = (EXECUTE_SCOPE,)
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _KEY = re.compile(r"^stan_([a-z0-9]{10})_([A-Za-z0-9_-]{43})$")
 _USER = re.compile(r"^[a-z0-9]([a-z0-9-]{0,56}[a-z0-9])?$")
-USER_RULE = ("a user name is 1 to 58 lowercase letters, digits and '-', starting and ending with a letter or "
-             "digit, so that each user has a tenant namespace of its own: stan-<user>")
+USER_RULE = (
+    "a user name is 1 to 58 lowercase letters, digits and '-', starting and ending with a letter or "
+    "digit, so that each user has a tenant namespace of its own: stan-<user>"
+)
 TENANT_PREFIX = "stan-"
 
 
@@ -65,8 +68,12 @@ def new_key() -> tuple[str, str, str]:
 
 
 def manifest(key_id: str, spec: models.StanAPIKeySpec) -> dict:
-    return {"apiVersion": models.API_VERSION, "kind": models.STAN_API_KEY.kind,
-            "metadata": {"name": key_id}, "spec": spec.model_dump(mode="json", exclude_none=True)}
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": models.STAN_API_KEY.kind,
+        "metadata": {"name": key_id},
+        "spec": spec.model_dump(mode="json", exclude_none=True),
+    }
 
 
 def parse(body: dict) -> StoredKey | None:
@@ -77,9 +84,15 @@ def parse(body: dict) -> StoredKey | None:
     except pydantic.ValidationError:
         return None
     metadata = body["metadata"]
-    principal = Principal(key_id=metadata["name"], user=spec.user, namespace=spec.tenant,
-                          scopes=frozenset(spec.scopes), created_at=metadata.get("creationTimestamp", ""),
-                          expires_at=spec.expiresAt, last_used_at=status.lastUsedAt)
+    principal = Principal(
+        key_id=metadata["name"],
+        user=spec.user,
+        namespace=spec.tenant,
+        scopes=frozenset(spec.scopes),
+        created_at=metadata.get("creationTimestamp", ""),
+        expires_at=spec.expiresAt,
+        last_used_at=status.lastUsedAt,
+    )
     return StoredKey(principal=principal, digest=spec.sha256)
 
 
@@ -102,8 +115,10 @@ def check_user(user: str) -> None:
 def check_scopes(scopes: list[str]) -> None:
     unknown = sorted(set(scopes) - set(KNOWN_SCOPES))
     if unknown:
-        raise ValueError(f"unknown scope{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                         f"known scopes: {', '.join(KNOWN_SCOPES)}")
+        raise ValueError(
+            f"unknown scope{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"known scopes: {', '.join(KNOWN_SCOPES)}"
+        )
 
 
 def tenant_namespace(user: str) -> str:

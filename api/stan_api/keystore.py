@@ -6,6 +6,7 @@ so that the heartbeat runs from the start. One user, one tenant: a namespace
 marked as another user's is shared only when asked for explicitly, and the
 cluster's own namespaces and Stan's are never tenants.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -14,7 +15,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import keys
-from stan_operator import config, kube, models
+from stan_core import config, kube, models
 
 OWNER_ANNOTATION = "stan.dev/tenant-user"
 """On a tenant namespace: the user it was issued to first."""
@@ -26,8 +27,10 @@ class Refused(ValueError):
 
 def check_tenant(namespace: str) -> None:
     if namespace == "default" or namespace.startswith("kube-") or namespace == config.own_namespace():
-        raise Refused(f"{namespace!r} cannot be a tenant: the namespaces default, kube-* and Stan's own "
-                      f"({config.own_namespace()}) are refused")
+        raise Refused(
+            f"{namespace!r} cannot be a tenant: the namespaces default, kube-* and Stan's own "
+            f"({config.own_namespace()}) are refused"
+        )
 
 
 async def _claim_namespace(api: client.ApiClient, name: str, user: str, shared: bool) -> None:
@@ -43,11 +46,19 @@ async def _claim_namespace(api: client.ApiClient, name: str, user: str, shared: 
     current = await kube.raw(core.read_namespace, name=name)
     owner = (current["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION)
     if owner is None:
-        await core.patch_namespace(name, {"metadata": {"annotations": {OWNER_ANNOTATION: user},
-                                                       "resourceVersion": current["metadata"]["resourceVersion"]}})
+        await core.patch_namespace(
+            name,
+            {
+                "metadata": {
+                    "annotations": {OWNER_ANNOTATION: user},
+                    "resourceVersion": current["metadata"]["resourceVersion"],
+                }
+            },
+        )
     elif owner != user and not shared:
-        raise Refused(f"the namespace {name!r} is the tenant of user {owner!r}; pass --shared to give "
-                      f"{user!r} a key to it too")
+        raise Refused(
+            f"the namespace {name!r} is the tenant of user {owner!r}; pass --shared to give {user!r} a key to it too"
+        )
 
 
 async def _ensure_namespace(api: client.ApiClient, name: str) -> None:
@@ -59,18 +70,30 @@ async def _ensure_namespace(api: client.ApiClient, name: str) -> None:
 
 
 async def _ensure_heartbeat(api: client.ApiClient, namespace: str, spec: models.StanHeartbeatSpec) -> None:
-    body = {"apiVersion": models.API_VERSION, "kind": models.STAN_HEARTBEAT.kind,
-            "metadata": {"name": models.HEARTBEAT_NAME}, "spec": spec.model_dump(mode="json")}
+    body = {
+        "apiVersion": models.API_VERSION,
+        "kind": models.STAN_HEARTBEAT.kind,
+        "metadata": {"name": models.HEARTBEAT_NAME},
+        "spec": spec.model_dump(mode="json"),
+    }
     try:
         await kube.custom_objects(api).create_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, body)
+            models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, body
+        )
     except ApiException as error:
         if error.status != 409:
             raise
 
 
-async def issue(api: client.ApiClient, user: str, scopes: list[str], namespace: str | None, *,
-                shared: bool = False, expires_in: datetime.timedelta | None = None) -> tuple[str, keys.Principal]:
+async def issue(
+    api: client.ApiClient,
+    user: str,
+    scopes: list[str],
+    namespace: str | None,
+    *,
+    shared: bool = False,
+    expires_in: datetime.timedelta | None = None,
+) -> tuple[str, keys.Principal]:
     """A new key for ``user``; the key itself is returned once and never stored."""
     try:
         keys.check_user(user)
@@ -85,19 +108,24 @@ async def issue(api: client.ApiClient, user: str, scopes: list[str], namespace: 
     key, key_id, digest = keys.new_key()
     expires_at = None
     if expires_in is not None:
-        expires_at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + expires_in
+        expires_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + expires_in
     spec = models.StanAPIKeySpec(user=user, tenant=tenant, scopes=scopes, sha256=digest, expiresAt=expires_at)
     created = await kube.custom_objects(api).create_namespaced_custom_object(
-        models.GROUP, models.VERSION, config.own_namespace(), models.STAN_API_KEY.plural, keys.manifest(key_id, spec))
+        models.GROUP, models.VERSION, config.own_namespace(), models.STAN_API_KEY.plural, keys.manifest(key_id, spec)
+    )
     stored = keys.parse(created)
     assert stored is not None
     return key, stored.principal
 
 
 async def list_keys(api: client.ApiClient) -> list[keys.Principal]:
-    listing = await kube.raw(kube.custom_objects(api).list_namespaced_custom_object, group=models.GROUP,
-                             version=models.VERSION, namespace=config.own_namespace(),
-                             plural=models.STAN_API_KEY.plural)
+    listing = await kube.raw(
+        kube.custom_objects(api).list_namespaced_custom_object,
+        group=models.GROUP,
+        version=models.VERSION,
+        namespace=config.own_namespace(),
+        plural=models.STAN_API_KEY.plural,
+    )
     found = [keys.parse(item) for item in listing["items"]]
     return sorted((stored.principal for stored in found if stored), key=lambda p: p.created_at)
 
@@ -106,7 +134,8 @@ async def revoke(api: client.ApiClient, key_id: str) -> bool:
     """False when no such key exists."""
     try:
         await kube.custom_objects(api).delete_namespaced_custom_object(
-            models.GROUP, models.VERSION, config.own_namespace(), models.STAN_API_KEY.plural, key_id)
+            models.GROUP, models.VERSION, config.own_namespace(), models.STAN_API_KEY.plural, key_id
+        )
     except ApiException as error:
         if error.status == 404:
             return False
@@ -117,8 +146,14 @@ async def revoke(api: client.ApiClient, key_id: str) -> bool:
 async def record_use(api: client.ApiClient, key_id: str, at: datetime.datetime) -> None:
     """Write a key's last use; a key revoked meanwhile has nothing to record."""
     try:
-        await kube.patch_status(api, models.STAN_API_KEY, config.own_namespace(), key_id,
-                                {"status": {"lastUsedAt": models.format_timestamp(at)}}, give_up_after=30)
+        await kube.patch_status(
+            api,
+            models.STAN_API_KEY,
+            config.own_namespace(),
+            key_id,
+            {"status": {"lastUsedAt": models.format_timestamp(at)}},
+            give_up_after=30,
+        )
     except ApiException as error:
         if error.status != 404:
             raise

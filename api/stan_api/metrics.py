@@ -6,6 +6,7 @@ and tenant of the key, never the key. A plain ASGI middleware: it sees each
 request once, without the per-request task and body stream that Starlette's
 ``BaseHTTPMiddleware`` adds.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,19 @@ access_log = logging.getLogger("stan_api.access")
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("stan_api_requests", "Requests by route, method and status",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("stan_api_request_duration_seconds", "Request latency by route and method",
-                                 ["route", "method"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.requests = Counter(
+            "stan_api_requests",
+            "Requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "stan_api_request_duration_seconds",
+            "Request latency by route and method",
+            ["route", "method"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def observed(scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,10 +64,18 @@ class Metrics:
         self.requests.labels(template, method, str(status)).inc()
         self.latency.labels(template, method).observe(elapsed)
         principal = scope.get("state", {}).get("principal")
-        access_log.info(json.dumps({
-            "method": method, "route": template, "status": status, "ms": round(elapsed * 1000, 2),
-            "user": principal.user if principal else None, "tenant": principal.namespace if principal else None,
-        }))
+        access_log.info(
+            json.dumps(
+                {
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                    "user": principal.user if principal else None,
+                    "tenant": principal.namespace if principal else None,
+                }
+            )
+        )
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,7 @@ needs each task's runs, its schedule in words, the runs to come and the
 heartbeat's last results. Answering them here, from the facade's caches, costs a
 dashboard three requests a refresh instead of two per task.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from stan_api import schedule_words, schemas, views
 from stan_api.facade import Facade
-from stan_operator import cron, models
+from stan_core import cron, models
 
 UPCOMING_PER_TASK = 24
 """The runs of one task an upcoming window lists at most: a task firing every few seconds would otherwise
@@ -39,8 +40,10 @@ class Upcoming(BaseModel):
     start: models.Timestamp
     end: models.Timestamp
     runs: list[UpcomingRun] = Field(description="Soonest first.")
-    truncated: list[str] = Field(description=f"Tasks whose runs in the window pass {UPCOMING_PER_TASK}: only their "
-                                             f"first {UPCOMING_PER_TASK} are listed.")
+    truncated: list[str] = Field(
+        description=f"Tasks whose runs in the window pass {UPCOMING_PER_TASK}: only their "
+        f"first {UPCOMING_PER_TASK} are listed."
+    )
 
 
 class HeartbeatStatus(BaseModel):
@@ -55,17 +58,22 @@ class HeartbeatStatus(BaseModel):
 def tasks(facade: Facade, namespace: str) -> list[TaskOverview]:
     """The tenant's tasks, oldest first, as the contract's list orders them."""
     facade.require_cluster()
-    bodies = sorted(facade.tasks.in_namespace(namespace),
-                    key=lambda body: (body["metadata"]["creationTimestamp"], body["metadata"]["name"]))
+    bodies = sorted(
+        facade.tasks.in_namespace(namespace),
+        key=lambda body: (body["metadata"]["creationTimestamp"], body["metadata"]["name"]),
+    )
     return [_task(body) for body in bodies]
 
 
 def _task(body: dict) -> TaskOverview:
     task = views.full(body)
     status = views.task_status(body)
-    return TaskOverview(**task.model_dump(), scheduleText=schedule_words.describe(task.schedule, task.timeZone),
-                        lastResult=status.lastRun.result if status.lastRun else None,
-                        recentRuns=[schemas.Run.model_validate(run.model_dump()) for run in status.recentRuns])
+    return TaskOverview(
+        **task.model_dump(),
+        scheduleText=schedule_words.describe(task.schedule, task.timeZone),
+        lastResult=status.lastRun.result if status.lastRun else None,
+        recentRuns=[schemas.Run.model_validate(run.model_dump()) for run in status.recentRuns],
+    )
 
 
 async def upcoming(facade: Facade, namespace: str, hours: int, now: datetime.datetime) -> Upcoming:
@@ -78,8 +86,9 @@ async def upcoming(facade: Facade, namespace: str, hours: int, now: datetime.dat
     return await asyncio.to_thread(_window, active, now, end, facade.configuration.allowSecondSchedules)
 
 
-def _window(active: list[schemas.Task], start: datetime.datetime, end: datetime.datetime,
-            allow_seconds: bool) -> Upcoming:
+def _window(
+    active: list[schemas.Task], start: datetime.datetime, end: datetime.datetime, allow_seconds: bool
+) -> Upcoming:
     runs: list[UpcomingRun] = []
     truncated: list[str] = []
     for task in active:
@@ -104,6 +113,9 @@ def heartbeat_status(facade: Facade, namespace: str) -> HeartbeatStatus:
     facade.require_cluster()
     body = facade.heartbeats.get(namespace, models.HEARTBEAT_NAME)
     status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
-    return HeartbeatStatus(lastRunAt=status.lastRunAt, nextRunAt=status.nextRunAt, healthy=status.healthy,
-                           results=[schemas.CheckResult.model_validate(result.model_dump())
-                                    for result in status.results])
+    return HeartbeatStatus(
+        lastRunAt=status.lastRunAt,
+        nextRunAt=status.nextRunAt,
+        healthy=status.healthy,
+        results=[schemas.CheckResult.model_validate(result.model_dump()) for result in status.results],
+    )

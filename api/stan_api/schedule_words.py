@@ -5,18 +5,34 @@ steps, month and day names, seconds first); anything else (croniter's ``L``,
 ``#``, ``W``, ``?``) is said as the expression itself rather than guessed at,
 so the words are never wrong, only sometimes plain.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 
-from stan_operator import cron
+from stan_core import cron
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-NAMES = {name[:3].lower(): number for names, first in ((MONTHS, 1), (WEEKDAYS, 0))
-         for number, name in enumerate(names, start=first)}
+NAMES = {
+    name[:3].lower(): number
+    for names, first in ((MONTHS, 1), (WEEKDAYS, 0))
+    for number, name in enumerate(names, start=first)
+}
 
 
 class Unsaid(ValueError):
@@ -99,11 +115,19 @@ def _days(day: Field, month: Field, weekday: Field) -> str:
     if weekday.values:
         names = [WEEKDAYS[value % 7] for value in weekday.values]
         consecutive = list(weekday.values) == list(range(weekday.values[0], weekday.values[-1] + 1))
-        choices.append(f"every {names[0]}" if len(names) == 1
-                       else f"{names[0]} to {names[-1]}" if consecutive and len(names) > 2 else _and(names))
+        choices.append(
+            f"every {names[0]}"
+            if len(names) == 1
+            else f"{names[0]} to {names[-1]}"
+            if consecutive and len(names) > 2
+            else _and(names)
+        )
     if day.values:
-        choices.append(("on day " if len(day.values) == 1 else "on days ") + _and([str(d) for d in day.values])
-                       + ("" if month.values else " of the month"))
+        choices.append(
+            ("on day " if len(day.values) == 1 else "on days ")
+            + _and([str(d) for d in day.values])
+            + ("" if month.values else " of the month")
+        )
     said = " or ".join(choices) or "every day"
     return f"{said} in {_and([MONTHS[value - 1] for value in month.values])}" if month.values else said
 

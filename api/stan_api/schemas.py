@@ -3,13 +3,14 @@
 Fields the contract names come first and keep its names; what Stan adds
 (time zone, concurrency policy, run history) is optional and sits beside them.
 """
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from stan_operator import models
+from stan_core import models
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=253), models.PRINTABLE]
 
@@ -107,8 +108,9 @@ class Heartbeat(BaseModel):
 
 class HeartbeatUpdate(Body):
     enabled: bool | None = None
-    checks: list[Text] | None = Field(default=None, max_length=models.MAX_CHECKS,
-                                      description="Each check at most once.")
+    checks: list[Text] | None = Field(
+        default=None, max_length=models.MAX_CHECKS, description="Each check at most once."
+    )
     intervalMinutes: int | None = Field(default=None, ge=5, le=10080, description="Minimum: 5.")
 
 

@@ -6,16 +6,15 @@ current object, validate the merged spec, and patch with its resourceVersion
 as a precondition, retrying on a conflict, so concurrent updates never lose
 one another and never leave a mix of two.
 """
+
 from __future__ import annotations
 
 import datetime
 import uuid
 
 from stan_api import schemas, views
-from stan_api.facade import (Facade, Invalid, NotFound, QuotaExceeded, TimedOut, retrying_conflicts,
-                             talking_to_cluster)
-from stan_operator import cron, ids, kube, models, validation
-from stan_operator.actions import registry
+from stan_api.facade import Facade, Invalid, NotFound, QuotaExceeded, TimedOut, retrying_conflicts, talking_to_cluster
+from stan_core import catalog, cron, ids, kube, models, validation
 
 
 def _body(facade: Facade, namespace: str, task_id: str) -> dict:
@@ -43,8 +42,10 @@ def recent_runs(facade: Facade, namespace: str, task_id: str) -> list[schemas.Ru
 
 
 def actions(facade: Facade) -> list[schemas.Action]:
-    return [schemas.Action(name=name, kind="job" if name in facade.configuration.jobActions else "builtin")
-            for name in registry.names(facade.configuration)]
+    return [
+        schemas.Action(name=name, kind="job" if name in facade.configuration.jobActions else "builtin")
+        for name in catalog.action_names(facade.configuration)
+    ]
 
 
 def _validated(facade: Facade, spec: dict) -> None:
@@ -66,19 +67,27 @@ async def create_task(facade: Facade, namespace: str, request: schemas.TaskCreat
     _validated(facade, spec)
     facade.require_cluster()
     _within_quota(facade, namespace)
-    manifest = {"apiVersion": models.API_VERSION, "kind": models.STAN_TASK.kind,
-                "metadata": {"name": ids.new_object_name()}, "spec": spec}
+    manifest = {
+        "apiVersion": models.API_VERSION,
+        "kind": models.STAN_TASK.kind,
+        "metadata": {"name": ids.new_object_name()},
+        "spec": spec,
+    }
     with talking_to_cluster():
         created = await kube.custom_objects(facade.api).create_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, manifest)
+            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, manifest
+        )
     await facade.tasks.remember(created)
     scheduled = await _observed(facade, created)
     task = views.full(scheduled)
     if task.nextRunAt is None and not spec.get("paused"):
         # The operator has not answered yet: the same function it uses says when the task runs next.
-        task.nextRunAt = cron.next_tick(spec["schedule"], spec.get("timeZone", "UTC"),
-                                        datetime.datetime.now(datetime.timezone.utc),
-                                        allow_seconds=facade.configuration.allowSecondSchedules)
+        task.nextRunAt = cron.next_tick(
+            spec["schedule"],
+            spec.get("timeZone", "UTC"),
+            datetime.datetime.now(datetime.UTC),
+            allow_seconds=facade.configuration.allowSecondSchedules,
+        )
     return task
 
 
@@ -103,13 +112,20 @@ async def update_task(facade: Facade, namespace: str, task_id: str, changes: dic
     objects = kube.custom_objects(facade.api)
 
     async def attempt() -> dict:
-        current = await objects.get_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
-                                                             models.STAN_TASK.plural, name)
+        current = await objects.get_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
+        )
         _validated(facade, {**current["spec"], **changes})
         patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": changes}
-        return await objects.patch_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
-                                                            models.STAN_TASK.plural, name, patch,
-                                                            _content_type=kube.MERGE_PATCH)
+        return await objects.patch_namespaced_custom_object(
+            models.GROUP,
+            models.VERSION,
+            namespace,
+            models.STAN_TASK.plural,
+            name,
+            patch,
+            _content_type=kube.MERGE_PATCH,
+        )
 
     with talking_to_cluster():
         stored = await retrying_conflicts("task", attempt)
@@ -123,8 +139,14 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
     request = uuid.uuid4().hex
     with talking_to_cluster():
         stored = await kube.custom_objects(facade.api).patch_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name,
-            {"metadata": {"annotations": {models.RUN_REQUEST_ANNOTATION: request}}}, _content_type=kube.MERGE_PATCH)
+            models.GROUP,
+            models.VERSION,
+            namespace,
+            models.STAN_TASK.plural,
+            name,
+            {"metadata": {"annotations": {models.RUN_REQUEST_ANNOTATION: request}}},
+            _content_type=kube.MERGE_PATCH,
+        )
     await facade.tasks.remember(stored)
 
     def started(body: dict | None) -> bool:
@@ -133,8 +155,9 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
     try:
         body = await facade.tasks.wait_for(namespace, name, started, facade.operator_answer_seconds)
     except TimeoutError:
-        raise TimedOut(f"the operator did not start the run within {facade.operator_answer_seconds:g}s; "
-                       "is it running?") from None
+        raise TimedOut(
+            f"the operator did not start the run within {facade.operator_answer_seconds:g}s; is it running?"
+        ) from None
     if body is None:
         raise NotFound()
     run = views.task_status(body).lastRun
@@ -146,5 +169,6 @@ async def delete_task(facade: Facade, namespace: str, task_id: str) -> None:
     name = _body(facade, namespace, task_id)["metadata"]["name"]
     with talking_to_cluster():
         await kube.custom_objects(facade.api).delete_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name)
+            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
+        )
     await facade.tasks.forget(namespace, name)

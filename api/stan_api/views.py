@@ -4,12 +4,13 @@ A task's summary is rendered to JSON once per watch event (the facade's
 cache keeps it), so that a list answer is a join of stored bytes, not a
 thousand models built and serialized per request.
 """
+
 from __future__ import annotations
 
 import datetime
 
 from stan_api import schemas
-from stan_operator import ids, models
+from stan_core import ids, models
 
 
 def task_status(body: dict) -> models.StanTaskStatus:
@@ -22,8 +23,14 @@ def _state(body: dict) -> str:
 
 def summary(body: dict) -> schemas.TaskSummary:
     spec = body["spec"]
-    return schemas.TaskSummary(id=ids.task_id(body["metadata"]["name"]), name=spec["name"], action=spec["action"],
-                               schedule=spec["schedule"], modelId=spec["modelId"], status=_state(body))
+    return schemas.TaskSummary(
+        id=ids.task_id(body["metadata"]["name"]),
+        name=spec["name"],
+        action=spec["action"],
+        schedule=spec["schedule"],
+        modelId=spec["modelId"],
+        status=_state(body),
+    )
 
 
 def summary_json(body: dict) -> bytes:
@@ -33,7 +40,11 @@ def summary_json(body: dict) -> bytes:
 def full(body: dict) -> schemas.Task:
     spec = body["spec"]
     status = task_status(body)
-    return schemas.Task(**summary(body).model_dump(),
-                        createdAt=datetime.datetime.fromisoformat(body["metadata"]["creationTimestamp"]),
-                        lastRunAt=status.lastRunAt, nextRunAt=status.nextRunAt,
-                        timeZone=spec.get("timeZone", "UTC"), concurrencyPolicy=spec.get("concurrencyPolicy", "Allow"))
+    return schemas.Task(
+        **summary(body).model_dump(),
+        createdAt=datetime.datetime.fromisoformat(body["metadata"]["creationTimestamp"]),
+        lastRunAt=status.lastRunAt,
+        nextRunAt=status.nextRunAt,
+        timeZone=spec.get("timeZone", "UTC"),
+        concurrencyPolicy=spec.get("concurrencyPolicy", "Allow"),
+    )

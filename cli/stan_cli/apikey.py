@@ -1,4 +1,5 @@
 """``stan apikey``: manage API keys in the cluster of the current kubeconfig."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ import click
 from kubernetes_asyncio import client
 
 from stan_api import keys, keystore
-from stan_operator import kube, models
+from stan_core import kube, models
 
 Result = TypeVar("Result")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -50,19 +51,30 @@ def apikey() -> None:
 
 @apikey.command()
 @click.option("--user", required=True, help=f"Who the key is for; {keys.USER_RULE}.")
-@click.option("--scopes", default=keys.EXECUTE_SCOPE, show_default=True,
-              help=f"Space- or comma-separated scopes; known: {', '.join(keys.KNOWN_SCOPES)}.")
-@click.option("--namespace", help="The tenant namespace (default: stan-<user>); created if missing. "
-                                  "default, kube-* and Stan's own namespace are refused.")
+@click.option(
+    "--scopes",
+    default=keys.EXECUTE_SCOPE,
+    show_default=True,
+    help=f"Space- or comma-separated scopes; known: {', '.join(keys.KNOWN_SCOPES)}.",
+)
+@click.option(
+    "--namespace",
+    help="The tenant namespace (default: stan-<user>); created if missing. "
+    "default, kube-* and Stan's own namespace are refused.",
+)
 @click.option("--shared", is_flag=True, help="Allow a namespace that is already another user's tenant.")
-@click.option("--expires-in", callback=_duration, metavar="DURATION",
-              help="The key is refused after this long, e.g. 90d, 12h (default: never).")
-def create(user: str, scopes: str, namespace: str | None, shared: bool,
-           expires_in: datetime.timedelta | None) -> None:
+@click.option(
+    "--expires-in",
+    callback=_duration,
+    metavar="DURATION",
+    help="The key is refused after this long, e.g. 90d, 12h (default: never).",
+)
+def create(user: str, scopes: str, namespace: str | None, shared: bool, expires_in: datetime.timedelta | None) -> None:
     """Issue a key; it is printed once, on the last line."""
     scope_list = [scope for scope in scopes.replace(",", " ").split() if scope]
-    key, principal = _with_api(lambda api: keystore.issue(api, user, scope_list, namespace, shared=shared,
-                                                          expires_in=expires_in))
+    key, principal = _with_api(
+        lambda api: keystore.issue(api, user, scope_list, namespace, shared=shared, expires_in=expires_in)
+    )
     click.echo(f"key id:    {principal.key_id}", err=True)
     click.echo(f"user:      {principal.user}", err=True)
     click.echo(f"tenant:    {principal.namespace}", err=True)
@@ -77,11 +89,21 @@ def list_command() -> None:
     """The keys that exist (never their secrets), with their expiry and last use."""
     found = _with_api(keystore.list_keys)
     rows = [("KEY ID", "USER", "TENANT", "SCOPES", "CREATED", "EXPIRES", "LAST USED")]
-    rows += [(p.key_id, p.user, p.namespace, " ".join(sorted(p.scopes)), p.created_at, _when(p.expires_at),
-              _when(p.last_used_at)) for p in found]
+    rows += [
+        (
+            p.key_id,
+            p.user,
+            p.namespace,
+            " ".join(sorted(p.scopes)),
+            p.created_at,
+            _when(p.expires_at),
+            _when(p.last_used_at),
+        )
+        for p in found
+    ]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 @apikey.command()

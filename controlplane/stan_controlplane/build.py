@@ -9,6 +9,7 @@ fresh clones on the same machine reuse it. The node's binaries (CoreDNS's too)
 are built only where a node can run (see ``node.wanted``), so a machine that
 cannot run one never waits for them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,8 +89,11 @@ def _kube_stamps(component: Component) -> dict[str, str]:
     version = component.version
     _, minor, _ = version.split(".")
     values = {"gitVersion": version, "gitMajor": "1", "gitMinor": minor, "gitTreeState": "clean"}
-    return {f"{package}.{name}": value for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
-            for name, value in values.items()}
+    return {
+        f"{package}.{name}": value
+        for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+        for name, value in values.items()
+    }
 
 
 def _containerd_stamps(component: Component) -> dict[str, str]:
@@ -108,11 +112,19 @@ KUBE = Component(
     cold_build="about 5 minutes",
     stamps=_kube_stamps,
 )
-ETCD = Component(name="etcd", pinned_module="go.etcd.io/etcd/server/v3",
-                 executables={"go.etcd.io/etcd/server/v3": "etcd"}, cold_build="under 1 minute")
-HELM = Component(name="helm", pinned_module="helm.sh/helm/v3",
-                 executables={"helm.sh/helm/v3/cmd/helm": "helm"}, cold_build="1 to 3 minutes",
-                 stamps=_helm_stamps)
+ETCD = Component(
+    name="etcd",
+    pinned_module="go.etcd.io/etcd/server/v3",
+    executables={"go.etcd.io/etcd/server/v3": "etcd"},
+    cold_build="under 1 minute",
+)
+HELM = Component(
+    name="helm",
+    pinned_module="helm.sh/helm/v3",
+    executables={"helm.sh/helm/v3/cmd/helm": "helm"},
+    cold_build="1 to 3 minutes",
+    stamps=_helm_stamps,
+)
 KUBE_NODE = Component(
     name="kube-node",
     module="kube",
@@ -186,8 +198,12 @@ def ensure_built(components: tuple[Component, ...] = CONTROL_PLANE, out=sys.stde
 def _build(component: Component, target: Path, out) -> None:
     if shutil.which("go") is None:
         raise RuntimeError("Go is needed to build the local control plane; install Go >= 1.26")
-    print(f"==> building {component.name} {component.version} (first run only; "
-          f"from empty caches on 2 cores: {component.cold_build})", file=out, flush=True)
+    print(
+        f"==> building {component.name} {component.version} (first run only; "
+        f"from empty caches on 2 cores: {component.cold_build})",
+        file=out,
+        flush=True,
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=target.parent))
     started = time.monotonic()
@@ -197,13 +213,23 @@ def _build(component: Component, target: Path, out) -> None:
     if downloaded.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(f"downloading the modules of {component.name} failed:\n{downloaded.stderr[-4000:]}")
-    print(f"    {component.name}: modules ready after {time.monotonic() - started:.0f}s; compiling",
-          file=out, flush=True)
-    command = ["go", "build", "-v", "-trimpath", f"-ldflags={component.ldflags}", "-o", str(staging) + "/",
-               *component.executables]
+    print(
+        f"    {component.name}: modules ready after {time.monotonic() - started:.0f}s; compiling", file=out, flush=True
+    )
+    command = [
+        "go",
+        "build",
+        "-v",
+        "-trimpath",
+        f"-ldflags={component.ldflags}",
+        "-o",
+        str(staging) + "/",
+        *component.executables,
+    ]
     env = os.environ | ({} if component.cgo else {"CGO_ENABLED": "0"})
-    with subprocess.Popen(command, cwd=component.module_dir, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, env=env) as process:
+    with subprocess.Popen(
+        command, cwd=component.module_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
         assert process.stderr is not None
         compiled = 0
         errors: list[str] = []
@@ -213,8 +239,11 @@ def _build(component: Component, target: Path, out) -> None:
                 continue
             compiled += 1
             if compiled % 100 == 0:
-                print(f"    {component.name}: {compiled} packages compiled, "
-                      f"{time.monotonic() - started:.0f}s", file=out, flush=True)
+                print(
+                    f"    {component.name}: {compiled} packages compiled, {time.monotonic() - started:.0f}s",
+                    file=out,
+                    flush=True,
+                )
     if process.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(f"building {component.name} failed:\n" + "\n".join(errors[-40:]))
@@ -224,5 +253,8 @@ def _build(component: Component, target: Path, out) -> None:
         shutil.rmtree(staging)
         return
     staging.rename(target)
-    print(f"==> built {component.name} {component.version} in {time.monotonic() - started:.0f}s "
-          f"into {target}", file=out, flush=True)
+    print(
+        f"==> built {component.name} {component.version} in {time.monotonic() - started:.0f}s into {target}",
+        file=out,
+        flush=True,
+    )

@@ -4,6 +4,7 @@
 alike, so both build from the same files, and the image's cache key digests
 exactly those.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,11 @@ def shipped_files(root: Path) -> list[Path]:
     """The files of the build context at ``root``, relative to it, by Docker's rules: a pattern matches a
     path or any of its parents, the last matching pattern decides, ``!`` keeps. Directories no ``!``
     pattern reaches into are not walked (``.git``, ``.venv``)."""
-    rules = [(line.startswith("!"), line.lstrip("!").strip("/"))
-             for line in (line.strip() for line in (root / ".dockerignore").read_text().splitlines())
-             if line and not line.startswith("#")]
+    rules = [
+        (line.startswith("!"), line.lstrip("!").strip("/"))
+        for line in (line.strip() for line in (root / ".dockerignore").read_text().splitlines())
+        if line and not line.startswith("#")
+    ]
     matchers = [(kept, _glob_regex(pattern), pattern) for kept, pattern in rules]
 
     def ignored(relative: str) -> bool:
@@ -30,14 +33,18 @@ def shipped_files(root: Path) -> list[Path]:
         return verdict
 
     def may_keep_below(relative: str) -> bool:
-        return any(kept and (pattern.startswith(relative + "/") or pattern[:1] in "*?[")
-                   for kept, _, pattern in matchers)
+        return any(
+            kept and (pattern.startswith(relative + "/") or pattern[:1] in "*?[") for kept, _, pattern in matchers
+        )
 
     files: list[Path] = []
     for directory, subdirectories, names in os.walk(root):
         base = Path(directory).relative_to(root)
-        subdirectories[:] = sorted(name for name in subdirectories if not ignored((base / name).as_posix())
-                                   or may_keep_below((base / name).as_posix()))
+        subdirectories[:] = sorted(
+            name
+            for name in subdirectories
+            if not ignored((base / name).as_posix()) or may_keep_below((base / name).as_posix())
+        )
         files += [base / name for name in names if not ignored((base / name).as_posix())]
     return sorted(files)
 

@@ -13,6 +13,7 @@ kubeconfigs, tokens and stored objects stay valid across restarts; only a
 serving certificate whose addresses changed is issued anew (a node's
 addresses depend on which node instance the run got, see ``host``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,10 +24,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from stan_operator import certificates
+from stan_core import certificates
 
-APISERVER_NAMES = ("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
-                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+APISERVER_NAMES = (
+    "127.0.0.1",
+    "localhost",
+    "10.0.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 CLIENTS = {  # file name -> (user, group)
     "admin": ("stan-admin", "system:masters"),
     "controller-manager": ("system:kube-controller-manager", None),
@@ -101,11 +109,17 @@ def ensure(directory: Path, apiserver_address: str) -> Pki:
         pki.ensure_client(name, user, group)
     if not pki.service_account_pub.exists():
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pki.service_account_key.write_bytes(sa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        pki.service_account_key.write_bytes(
+            sa_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         pki.service_account_key.chmod(0o600)
-        pki.service_account_pub.write_bytes(sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        pki.service_account_pub.write_bytes(
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
     return pki
 
 

@@ -12,6 +12,7 @@ which the kubelet and the pods reach and which is the address it advertises:
 the ``kubernetes`` Service's endpoint, where kube-proxy sends pods. The
 kubeconfigs name whichever address it is, so clients never need to know.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,7 +91,8 @@ class ControlPlane:
         wait_ready(self, watched=("etcd", "apiserver"))
         if self.processes["controller-manager"].poll() is not None:
             self.processes["controller-manager"] = _spawn(
-                self.state_dir, "controller-manager", _controller_manager_args(self.state_dir, pki, self.ports))
+                self.state_dir, "controller-manager", _controller_manager_args(self.state_dir, pki, self.ports)
+            )
             _record_pids(self)
 
 
@@ -155,9 +157,13 @@ def _spawn(state_dir: Path, name: str, args: list[str]) -> subprocess.Popen[byte
 
 def _write_kubeconfig(path: Path, server: str, pki: certs.Pki, user: str) -> None:
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "stan-local",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "stan-local",
         "clusters": [{"name": "stan-local", "cluster": {"server": server, "certificate-authority": str(pki.ca_cert)}}],
-        "users": [{"name": user, "user": {"client-certificate": str(pki.cert(user)), "client-key": str(pki.key(user))}}],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(pki.cert(user)), "client-key": str(pki.key(user))}}
+        ],
         "contexts": [{"name": "stan-local", "context": {"cluster": "stan-local", "user": user}}],
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -167,10 +173,18 @@ def _write_kubeconfig(path: Path, server: str, pki: certs.Pki, user: str) -> Non
 def _etcd_args(state_dir: Path, ports: dict[str, int]) -> list[str]:
     client = f"http://127.0.0.1:{ports['etcd_client']}"
     peer = f"http://127.0.0.1:{ports['etcd_peer']}"
-    return [str(build.binary_path("etcd")), "--name=stan", f"--data-dir={state_dir / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=stan={peer}", "--unsafe-no-fsync", "--log-level=warn"]
+    return [
+        str(build.binary_path("etcd")),
+        "--name=stan",
+        f"--data-dir={state_dir / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=stan={peer}",
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]
 
 
 def _apiserver_args(plane: ControlPlane, pki: certs.Pki) -> list[str]:
@@ -179,64 +193,92 @@ def _apiserver_args(plane: ControlPlane, pki: certs.Pki) -> list[str]:
     with_node = plane.node is not None
     # Loopback cannot be an endpoint: the `kubernetes` Service gets one only when pods can reach it.
     reconciler = "lease" if with_node else "none"
-    return [str(build.binary_path("kube-apiserver")),
-            f"--etcd-servers=http://127.0.0.1:{plane.ports['etcd_client']}",
-            f"--bind-address={plane.address}", f"--advertise-address={plane.address}",
-            f"--secure-port={plane.ports['apiserver']}", f"--cert-dir={plane.state_dir / 'apiserver'}",
-            f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
-            f"--client-ca-file={pki.ca_cert}", "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
-            f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
-            f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
-            f"--kubelet-certificate-authority={pki.ca_cert}", "--kubelet-preferred-address-types=InternalIP",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki.service_account_pub}",
-            f"--service-account-signing-key-file={pki.service_account_key}",
-            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            f"--endpoint-reconciler-type={reconciler}",
-            # Services' cluster IPs exist only inside the node, where kube-proxy routes them: dialled from the
-            # host, a webhook's would leave by its default route. The host routes the pod range, so webhooks and
-            # aggregated APIs are dialled at an endpoint's Pod address.
-            f"--enable-aggregator-routing={'true' if with_node else 'false'}",
-            # Close watches when stopping: else each client watching over HTTP/2 (kubectl, the kubelet)
-            # holds the stop for the whole grace period.
-            "--shutdown-watch-termination-grace-period=2s"]
+    return [
+        str(build.binary_path("kube-apiserver")),
+        f"--etcd-servers=http://127.0.0.1:{plane.ports['etcd_client']}",
+        f"--bind-address={plane.address}",
+        f"--advertise-address={plane.address}",
+        f"--secure-port={plane.ports['apiserver']}",
+        f"--cert-dir={plane.state_dir / 'apiserver'}",
+        f"--tls-cert-file={pki.cert('apiserver')}",
+        f"--tls-private-key-file={pki.key('apiserver')}",
+        f"--client-ca-file={pki.ca_cert}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",
+        f"--kubelet-client-key={pki.key('apiserver-kubelet-client')}",
+        f"--kubelet-certificate-authority={pki.ca_cert}",
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki.service_account_pub}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--allow-privileged=true",
+        f"--endpoint-reconciler-type={reconciler}",
+        # Services' cluster IPs exist only inside the node, where kube-proxy routes them: dialled from the
+        # host, a webhook's would leave by its default route. The host routes the pod range, so webhooks and
+        # aggregated APIs are dialled at an endpoint's Pod address.
+        f"--enable-aggregator-routing={'true' if with_node else 'false'}",
+        # Close watches when stopping: else each client watching over HTTP/2 (kubectl, the kubelet)
+        # holds the stop for the whole grace period.
+        "--shutdown-watch-termination-grace-period=2s",
+    ]
 
 
 def _controller_manager_args(state_dir: Path, pki: certs.Pki, ports: dict[str, int]) -> list[str]:
     kubeconfig = state_dir / "controller-manager.kubeconfig"
-    return [str(build.binary_path("kube-controller-manager")),
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['controller_manager']}",
-            f"--cert-dir={state_dir / 'controller-manager'}",
-            "--leader-elect=false", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki.service_account_key}",
-            f"--root-ca-file={pki.ca_cert}"]
+    return [
+        str(build.binary_path("kube-controller-manager")),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports['controller_manager']}",
+        f"--cert-dir={state_dir / 'controller-manager'}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={pki.service_account_key}",
+        f"--root-ca-file={pki.ca_cert}",
+    ]
 
 
 def _scheduler_args(state_dir: Path, ports: dict[str, int]) -> list[str]:
     kubeconfig = state_dir / "scheduler.kubeconfig"
-    return [str(build.binary_path("kube-scheduler")),
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
-            f"--cert-dir={state_dir / 'scheduler'}", "--leader-elect=false"]
+    return [
+        str(build.binary_path("kube-scheduler")),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports['scheduler']}",
+        f"--cert-dir={state_dir / 'scheduler'}",
+        "--leader-elect=false",
+    ]
 
 
 def _grant_kubelet_api(api: kubeapi.Client) -> None:
     """The API server's user toward kubelets may use their API (logs, exec, port-forward), and nothing else,
     as kubeadm grants it."""
-    api.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "stan:kube-apiserver-kubelet-client"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": "system:kubelet-api-admin"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                             "name": certs.KUBELET_CLIENT_USER}]})
+    api.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "stan:kube-apiserver-kubelet-client"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:kubelet-api-admin",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": certs.KUBELET_CLIENT_USER}],
+        }
+    )
 
 
-def wait_ready(plane: ControlPlane, timeout: float = READY_TIMEOUT,
-               watched: tuple[str, ...] = ("etcd", "apiserver", "controller-manager")) -> None:
+def wait_ready(
+    plane: ControlPlane,
+    timeout: float = READY_TIMEOUT,
+    watched: tuple[str, ...] = ("etcd", "apiserver", "controller-manager"),
+) -> None:
     """Poll the API server's /readyz with the admin's client certificate; fail if a watched process exits."""
     context = certs.Pki(plane.state_dir / "pki").client_context("admin")
     deadline = time.monotonic() + timeout
@@ -285,10 +327,15 @@ def start(state_dir: Path, *, fresh: bool = False, with_node: bool = False, out=
         _record_pids(plane)
         wait_ready(plane)
         plane.processes["controller-manager"] = _spawn(
-            state_dir, "controller-manager", _controller_manager_args(state_dir, pki, ports))
+            state_dir, "controller-manager", _controller_manager_args(state_dir, pki, ports)
+        )
         _record_pids(plane)
-        print(f"==> control plane ready at {plane.server} in {time.monotonic() - started:.1f}s "
-              f"(kubeconfig {plane.kubeconfig})", file=out, flush=True)
+        print(
+            f"==> control plane ready at {plane.server} in {time.monotonic() - started:.1f}s "
+            f"(kubeconfig {plane.kubeconfig})",
+            file=out,
+            flush=True,
+        )
         if plane.node is not None:
             api = kubeapi.Client(plane.server, pki.client_context("admin"))
             _grant_kubelet_api(api)

@@ -4,6 +4,7 @@ debootstrap and pip print a line per package: far too much to show, and they
 take too long to run silently. So a command's latest line is shown every few
 seconds, and its last lines make the error when it fails.
 """
+
 from __future__ import annotations
 
 import collections
@@ -24,8 +25,9 @@ def run(command: list[str], label: str, out: TextIO = sys.stderr, env: Mapping[s
     started = shown = time.monotonic()
     last_lines: collections.deque[str] = collections.deque(maxlen=40)
     output = io.StringIO()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                          text=True, env=env) as process:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
+    ) as process:
         assert process.stdout is not None
         for line in process.stdout:
             output.write(line)
@@ -34,6 +36,5 @@ def run(command: list[str], label: str, out: TextIO = sys.stderr, env: Mapping[s
                 shown = time.monotonic()
                 print(f"    {label}: {line.strip()} ({shown - started:.0f}s)", file=out, flush=True)
     if process.returncode != 0:
-        raise RuntimeError(f"{label} failed (exit {process.returncode}): {' '.join(command)}\n"
-                           + "\n".join(last_lines))
+        raise RuntimeError(f"{label} failed (exit {process.returncode}): {' '.join(command)}\n" + "\n".join(last_lines))
     return output.getvalue()

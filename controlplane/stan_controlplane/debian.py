@@ -5,6 +5,7 @@ umoci, debootstrap), so that building one needs neither Docker nor a registry; t
 module installs what is missing and says which versions went in, for the images'
 cache keys.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,11 @@ def installed_version(package: str) -> str | None:
     """The installed version of ``package``, or None when it is not installed."""
     if shutil.which("dpkg-query") is None:
         raise RuntimeError("images are built from Debian's packages, and this machine has no dpkg")
-    shown = subprocess.run(["dpkg-query", "--show", "--showformat=${db:Status-Abbrev}\t${Version}", package],
-                           capture_output=True, text=True)
+    shown = subprocess.run(
+        ["dpkg-query", "--show", "--showformat=${db:Status-Abbrev}\t${Version}", package],
+        capture_output=True,
+        text=True,
+    )
     status, _, version = shown.stdout.partition("\t")
     return version if shown.returncode == 0 and status.startswith("ii") else None
 
@@ -45,14 +49,17 @@ def ensure_installed(packages: tuple[str, ...], purpose: str, out: TextIO = sys.
     if not missing:
         return
     if os.geteuid() != 0:
-        raise RuntimeError(f"{purpose} needs the Debian packages {' '.join(missing)}: "
-                           f"install them with `sudo apt-get install {' '.join(missing)}`")
+        raise RuntimeError(
+            f"{purpose} needs the Debian packages {' '.join(missing)}: "
+            f"install them with `sudo apt-get install {' '.join(missing)}`"
+        )
     print(f"==> installing the Debian packages {' '.join(missing)} ({purpose})", file=out, flush=True)
     apt_get = ["apt-get", "--quiet", "--option", _LOCK_TIMEOUT]
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     commands.run([*apt_get, "update"], "apt-get update", out, env=environment)
-    commands.run([*apt_get, "install", "--yes", "--no-install-recommends", *missing], "apt-get install", out,
-                 env=environment)
+    commands.run(
+        [*apt_get, "install", "--yes", "--no-install-recommends", *missing], "apt-get install", out, env=environment
+    )
 
 
 def mirror(suite: str) -> str:
@@ -64,8 +71,10 @@ def mirror(suite: str) -> str:
     for uri, suites in _sources():
         if suite in suites:
             return uri.rstrip("/")
-    raise RuntimeError(f"no apt source in {SOURCES} or {SOURCES_DIR}/ serves Debian {suite}; add one, e.g. "
-                       f"`deb http://deb.debian.org/debian {suite} main`")
+    raise RuntimeError(
+        f"no apt source in {SOURCES} or {SOURCES_DIR}/ serves Debian {suite}; add one, e.g. "
+        f"`deb http://deb.debian.org/debian {suite} main`"
+    )
 
 
 def release_digest(uri: str, suite: str) -> str:

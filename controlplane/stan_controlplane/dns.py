@@ -13,6 +13,7 @@ unprivileged ports, which the Service maps to 53. Its address is fixed, since
 the kubelet's configuration names it: in the lower band of the service range,
 which the API server hands out only to Services that ask for an address.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,23 +65,55 @@ def manifests(image: images.Image) -> list[dict]:
     configuration = corefile()
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
-        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRole", "metadata": {"name": CLUSTER_ROLE},
-         "rules": [{"apiGroups": [""], "resources": ["services", "pods", "namespaces"], "verbs": read},
-                   {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read}]},
-        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": CLUSTER_ROLE},
-         "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": CLUSTER_ROLE},
-         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": CLUSTER_ROLE},
+            "rules": [
+                {"apiGroups": [""], "resources": ["services", "pods", "namespaces"], "verbs": read},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+            ],
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": CLUSTER_ROLE},
+            "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": CLUSTER_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
+        },
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"Corefile": configuration}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
-         "spec": {"replicas": 1, "selector": {"matchLabels": LABELS},
-                  "template": {"metadata": {"labels": LABELS, "annotations": {
-                      # A new Corefile restarts CoreDNS (it does not reload its configuration).
-                      "stan.dev/corefile-sha256": hashlib.sha256(configuration.encode()).hexdigest()}},
-                               "spec": _pod_spec(image)}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {**metadata, "name": SERVICE},
-         "spec": {"selector": LABELS, "clusterIP": CLUSTER_IP,
-                  "ports": [{"name": f"dns-{protocol.lower()}", "port": 53, "targetPort": DNS_PORT,
-                             "protocol": protocol} for protocol in ("UDP", "TCP")]}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata,
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": LABELS},
+                "template": {
+                    "metadata": {
+                        "labels": LABELS,
+                        "annotations": {
+                            # A new Corefile restarts CoreDNS (it does not reload its configuration).
+                            "stan.dev/corefile-sha256": hashlib.sha256(configuration.encode()).hexdigest()
+                        },
+                    },
+                    "spec": _pod_spec(image),
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {**metadata, "name": SERVICE},
+            "spec": {
+                "selector": LABELS,
+                "clusterIP": CLUSTER_IP,
+                "ports": [
+                    {"name": f"dns-{protocol.lower()}", "port": 53, "targetPort": DNS_PORT, "protocol": protocol}
+                    for protocol in ("UDP", "TCP")
+                ],
+            },
+        },
     ]
 
 
@@ -91,21 +124,28 @@ def _pod_spec(image: images.Image) -> dict:
         "priorityClassName": "system-cluster-critical",
         "dnsPolicy": "Default",
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": NAME,
-            "image": image.reference,
-            "imagePullPolicy": "Never",  # imported at each start; there is no registry to pull from
-            "args": ["-conf", "/etc/coredns/Corefile"],
-            "ports": [{"name": "dns", "containerPort": DNS_PORT, "protocol": "UDP"},
-                      {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"}],
-            "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
-            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]}},
-            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "170Mi"}},
-            "livenessProbe": {"httpGet": {"path": "/health", "port": HEALTH_PORT}, "periodSeconds": 10},
-            # Often: a start waits for it (below), and the kubelet's first probe may come a period late.
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT}, "periodSeconds": 1},
-        }],
+        "containers": [
+            {
+                "name": NAME,
+                "image": image.reference,
+                "imagePullPolicy": "Never",  # imported at each start; there is no registry to pull from
+                "args": ["-conf", "/etc/coredns/Corefile"],
+                "ports": [
+                    {"name": "dns", "containerPort": DNS_PORT, "protocol": "UDP"},
+                    {"name": "dns-tcp", "containerPort": DNS_PORT, "protocol": "TCP"},
+                ],
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "170Mi"}},
+                "livenessProbe": {"httpGet": {"path": "/health", "port": HEALTH_PORT}, "periodSeconds": 10},
+                # Often: a start waits for it (below), and the kubelet's first probe may come a period late.
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": READY_PORT}, "periodSeconds": 1},
+            }
+        ],
         "volumes": [{"name": "config", "configMap": {"name": NAME}}],
     }
 
@@ -141,7 +181,17 @@ def _wait_ready(api: kubeapi.Client, raise_if_node_down: Callable[[], None], tim
 
 def _ready_endpoints(api: kubeapi.Client) -> set[str]:
     """The addresses the Service's EndpointSlices list as ready: where kube-proxy sends DNS queries."""
-    slices = api.get(f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
-                     f"?labelSelector=kubernetes.io%2Fservice-name%3D{SERVICE}") or {}
-    return {address for endpoint_slice in slices.get("items", []) for endpoint in endpoint_slice.get("endpoints") or []
-            if endpoint["conditions"].get("ready") for address in endpoint["addresses"]}
+    slices = (
+        api.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
+            f"?labelSelector=kubernetes.io%2Fservice-name%3D{SERVICE}"
+        )
+        or {}
+    )
+    return {
+        address
+        for endpoint_slice in slices.get("items", [])
+        for endpoint in endpoint_slice.get("endpoints") or []
+        if endpoint["conditions"].get("ready")
+        for address in endpoint["addresses"]
+    }

@@ -31,6 +31,7 @@ record lives in /run, which a reboot clears along with the settings.
 An instance whose lock nobody holds is what a killed run left behind, its
 shims and containers still running: the next node start cleans it up.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,15 +52,26 @@ from typing import IO
 MACHINE_DIR = Path("/run/stan")
 INSTANCES_DIR = Path("/var/lib/stan")
 PROC_SYS = Path("/proc/sys")
-KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-                   "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+KUBELET_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 """What the kubelet sets at start (its ``setupKernelTunables``) unless told to refuse to start instead."""
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 CNI_RESULTS = Path("/var/lib/cni/results")
 DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
-SHARED_DIRS = {CONTAINER_LOG_LINKS: (), CNI_RESULTS: (), CNI_RESULTS.parent: (),
-               DEVICE_PLUGINS: ("kubelet.sock", "kubelet_internal_checkpoint"), DEVICE_PLUGINS.parent: (),
-               INSTANCES_DIR: ()}
+SHARED_DIRS = {
+    CONTAINER_LOG_LINKS: (),
+    CNI_RESULTS: (),
+    CNI_RESULTS.parent: (),
+    DEVICE_PLUGINS: ("kubelet.sock", "kubelet_internal_checkpoint"),
+    DEVICE_PLUGINS.parent: (),
+    INSTANCES_DIR: (),
+}
 """Directories every node shares (the instances' own, the fixed places the kubelet and the CNI library
 write into), deepest first, with the files nodes share there: removed by the last node if a node made them."""
 KILL_TIMEOUT = 30.0
@@ -141,6 +153,7 @@ class Instance:
                 os.close(fd)
             for path in procs:
                 path.write_text("0")  # 0: the writer itself
+
         return enter
 
     def release(self) -> None:
@@ -193,9 +206,11 @@ class Instance:
 
     def _shared_files(self) -> list[Path]:
         """The kubelet's links to this node's container logs, the CNI library's results for its network."""
-        return ([link for link in _entries(CONTAINER_LOG_LINKS)
-                 if link.is_symlink() and Path(os.readlink(link)).is_relative_to(self.directory)]
-                + [result for result in _entries(CNI_RESULTS) if result.name.startswith(f"{self.name}-")])
+        return [
+            link
+            for link in _entries(CONTAINER_LOG_LINKS)
+            if link.is_symlink() and Path(os.readlink(link)).is_relative_to(self.directory)
+        ] + [result for result in _entries(CNI_RESULTS) if result.name.startswith(f"{self.name}-")]
 
 
 def claim(preferred: int | None = None) -> Instance:
@@ -212,8 +227,7 @@ def claim(preferred: int | None = None) -> Instance:
                 Instance(index, lock)._clean()
                 lock.close()
         candidates = ([preferred] if preferred is not None else []) + list(range(MAX_INSTANCES))
-        instance = next((Instance(index, lock) for index in candidates if (lock := _try_lock(index)) is not None),
-                        None)
+        instance = next((Instance(index, lock) for index in candidates if (lock := _try_lock(index)) is not None), None)
         if instance is None:
             raise RuntimeError(f"all {MAX_INSTANCES} node instances of this machine are taken")
         _record_machine()
@@ -272,10 +286,14 @@ def _record_machine() -> None:
     record = MACHINE_DIR / "machine.json"
     if record.exists():  # a live node's, or a killed one's: either way, from before any node
         return
-    record.write_text(json.dumps({
-        "sysctls": {name: (PROC_SYS / name).read_text().strip() for name in KUBELET_SYSCTLS},
-        "absent": [str(path) for path in SHARED_DIRS if not path.exists()],
-    }))
+    record.write_text(
+        json.dumps(
+            {
+                "sysctls": {name: (PROC_SYS / name).read_text().strip() for name in KUBELET_SYSCTLS},
+                "absent": [str(path) for path in SHARED_DIRS if not path.exists()],
+            }
+        )
+    )
 
 
 def _restore_machine() -> None:
@@ -347,7 +365,9 @@ def _unmount_under(directory: Path) -> None:
             return
         for mount in reversed(mounts):
             # EINVAL: no longer a mount point, detached along with its parent
-            if _libc.umount2(str(mount).encode(), _MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL,
-                                                                                                  errno.ENOENT):
+            if _libc.umount2(str(mount).encode(), _MNT_DETACH) != 0 and ctypes.get_errno() not in (
+                errno.EINVAL,
+                errno.ENOENT,
+            ):
                 raise OSError(ctypes.get_errno(), f"umount {mount}")
     raise RuntimeError(f"mounts remain under {directory}: {_mounts_under(directory)}")

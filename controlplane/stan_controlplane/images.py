@@ -14,6 +14,7 @@ is two layers, Debian with Python and then the venv, cached apart, so that a
 change to Stan's code costs a venv and not a debootstrap. The cache sits beside
 the control-plane binaries, outside the work tree.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +69,13 @@ STAN_USER = ("stan", 10001)
 """The user and group the Dockerfile adds, by name and id: with a passwd entry, the user has a home."""
 STAN_CONFIG = oci.ImageConfig(
     user="10001:10001",
-    env={"PATH": f"{VENV}/bin:{STANDARD_PATH}", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-         "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    env={
+        "PATH": f"{VENV}/bin:{STANDARD_PATH}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PIP_NO_CACHE_DIR": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    },
     entrypoint=("stan",),
     cmd=("--help",),
     workdir="/tmp",
@@ -78,13 +84,22 @@ STAN_CONFIG = oci.ImageConfig(
 WHEELS = "/tmp/wheels"
 """Where the wheels sit in the build's scratch root while pip installs them; never in a layer."""
 
-_SLIMMED = ("usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian", "var/cache/apt",
-            "var/lib/apt/lists", "var/log", "dev")
+_SLIMMED = (
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "var/log",
+    "dev",
+)
 """What Debian's slim images leave out, emptied after debootstrap; the runtime mounts /dev."""
 _HOST_FILES = ("etc/resolv.conf", "etc/hostname")
 """Copied in from this machine by debootstrap; a container gets its own from the runtime."""
-_PLATFORM_PROBE = ("import platform, sys; "
-                   "print('%d.%d' % sys.version_info[:2], platform.libc_ver()[1], platform.machine())")
+_PLATFORM_PROBE = (
+    "import platform, sys; print('%d.%d' % sys.version_info[:2], platform.libc_ver()[1], platform.machine())"
+)
 """Asks the image's Python what the wheels must fit: its version, its C library's, its architecture."""
 
 
@@ -119,8 +134,7 @@ def busybox_image(out: TextIO = sys.stderr) -> Image:
     tag = re.sub(r"[^\w.-]", "_", version.partition(":")[2] or version)  # without the epoch, in a tag's characters
     reference = f"{BUSYBOX_REPOSITORY}:{tag}"
     key = _digest(_recipe(), BUSYBOX_PACKAGE, version, reference, _tool_versions())
-    return _one_layer_image("busybox", key, reference, _busybox_rootfs, f"{BUSYBOX_PACKAGE} {version}",
-                            BUSYBOX_CONFIG)
+    return _one_layer_image("busybox", key, reference, _busybox_rootfs, f"{BUSYBOX_PACKAGE} {version}", BUSYBOX_CONFIG)
 
 
 def coredns_image(out: TextIO = sys.stderr) -> Image:
@@ -137,13 +151,14 @@ def coredns_image(out: TextIO = sys.stderr) -> Image:
         rootfs.mkdir()
         shutil.copy2(build.binary_path("coredns"), rootfs / "coredns")
 
-    return _one_layer_image("coredns", key, reference, coredns_rootfs, f"coredns {component.version}",
-                            COREDNS_CONFIG)
+    return _one_layer_image("coredns", key, reference, coredns_rootfs, f"coredns {component.version}", COREDNS_CONFIG)
 
 
-def _one_layer_image(name: str, key: str, reference: str, make_rootfs: Callable[[Path], None], created_by: str,
-                     config: oci.ImageConfig) -> Image:
+def _one_layer_image(
+    name: str, key: str, reference: str, make_rootfs: Callable[[Path], None], created_by: str, config: oci.ImageConfig
+) -> Image:
     """The cached image of one layer: the directory ``make_rootfs`` fills, whole, with ``config``."""
+
     def build_image(result: Path, scratch: Path) -> None:
         rootfs = scratch / "rootfs"
         make_rootfs(rootfs)
@@ -168,8 +183,11 @@ def stan_image(out: TextIO = sys.stderr) -> Image:
         key = _digest(base.path.parent.name, reference, buildcontext.snapshot(PROJECT_ROOT, source))
 
         def build_stan(result: Path, scratch: Path) -> None:
-            print(f"==> building Stan's image {reference} (about 15 s; a new Debian layer adds 40 s)",
-                  file=out, flush=True)
+            print(
+                f"==> building Stan's image {reference} (about 15 s; a new Debian layer adds 40 s)",
+                file=out,
+                flush=True,
+            )
             started = time.monotonic()
             rootfs = scratch / "rootfs"
             base.extract(rootfs)
@@ -179,8 +197,12 @@ def stan_image(out: TextIO = sys.stderr) -> Image:
             layout.configure(STAN_CONFIG)
             built = Image(reference, result / ARCHIVE)
             layout.write_archive(built.archive, built.tag, built.containerd_name)
-            print(f"==> built {reference} in {time.monotonic() - started:.0f}s "
-                  f"({built.archive.stat().st_size / 2**20:.0f} MiB)", file=out, flush=True)
+            print(
+                f"==> built {reference} in {time.monotonic() - started:.0f}s "
+                f"({built.archive.stat().st_size / 2**20:.0f} MiB)",
+                file=out,
+                flush=True,
+            )
 
         return Image(reference, _cached("stan", key, build_stan) / ARCHIVE)
 
@@ -189,8 +211,10 @@ def import_image(image: Image, ctr: Path, address: Path, namespace: str = "k8s.i
     """Import ``image`` into the containerd listening at ``address``, in the namespace the CRI (and so
     the kubelet) reads; ``ctr`` is the client of that containerd's version. The archive names the image,
     so no ``--base-name`` is needed; importing the same name again replaces the image."""
-    commands.run([str(ctr), "--address", str(address), "--namespace", namespace, "images", "import",
-                  str(image.archive)], f"importing {image.reference}")
+    commands.run(
+        [str(ctr), "--address", str(address), "--namespace", namespace, "images", "import", str(image.archive)],
+        f"importing {image.reference}",
+    )
 
 
 def _chart_reference() -> str:
@@ -207,22 +231,46 @@ def _debian_base(out: TextIO) -> oci.Layout:
     key = _digest(_recipe(), SUITE, uri, debian.release_digest(uri, SUITE), _tool_versions())
 
     def build_base(result: Path, scratch: Path) -> None:
-        print(f"==> building the Debian {SUITE} layer of Stan's image from {uri} (about 40 s, once per "
-              f"Debian point release)", file=out, flush=True)
+        print(
+            f"==> building the Debian {SUITE} layer of Stan's image from {uri} (about 40 s, once per "
+            f"Debian point release)",
+            file=out,
+            flush=True,
+        )
         started = time.monotonic()
         rootfs = scratch / "rootfs"
         debs = build.cache_root() / "images" / "debs"  # kept across builds: a rebuild downloads nothing new
         debs.mkdir(parents=True, exist_ok=True)
-        commands.run(["debootstrap", "--variant=minbase", f"--include={PYTHON}", f"--cache-dir={debs}", SUITE,
-                      str(rootfs), uri], "debootstrap", out)
+        commands.run(
+            ["debootstrap", "--variant=minbase", f"--include={PYTHON}", f"--cache-dir={debs}", SUITE, str(rootfs), uri],
+            "debootstrap",
+            out,
+        )
         name, uid = STAN_USER
         _chroot(rootfs, ["groupadd", "--gid", str(uid), name], out)
-        _chroot(rootfs, ["useradd", "--uid", str(uid), "--gid", str(uid), "--no-create-home",
-                         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name], out)
+        _chroot(
+            rootfs,
+            [
+                "useradd",
+                "--uid",
+                str(uid),
+                "--gid",
+                str(uid),
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
+            out,
+        )
         _slim(rootfs)
         oci.Layout.create(result / "layout").add_layer(
-            rootfs, sorted(os.listdir(rootfs)), f"debootstrap --variant=minbase --include={PYTHON} {SUITE}; "
-                                                f"useradd {name}")
+            rootfs,
+            sorted(os.listdir(rootfs)),
+            f"debootstrap --variant=minbase --include={PYTHON} {SUITE}; useradd {name}",
+        )
         print(f"==> built the Debian layer in {time.monotonic() - started:.0f}s", file=out, flush=True)
 
     return oci.Layout(_cached(f"debian-{SUITE}", key, build_base) / "layout")
@@ -250,8 +298,20 @@ def _install_stan(rootfs: Path, source: Path, out: TextIO) -> None:
     in the venv either."""
     pip = _wheels(rootfs, source, out)
     _chroot(rootfs, [PYTHON, "-m", "venv", "--without-pip", VENV], out)
-    _chroot(rootfs, [f"{VENV}/bin/python", f"{WHEELS}/{pip}/pip", "install", "--no-index",
-                     f"--find-links={WHEELS}", "--no-cache-dir", "--disable-pip-version-check", "stan"], out)
+    _chroot(
+        rootfs,
+        [
+            f"{VENV}/bin/python",
+            f"{WHEELS}/{pip}/pip",
+            "install",
+            "--no-index",
+            f"--find-links={WHEELS}",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "stan",
+        ],
+        out,
+    )
 
 
 def _wheels(rootfs: Path, source: Path, out: TextIO) -> str:
@@ -264,15 +324,27 @@ def _wheels(rootfs: Path, source: Path, out: TextIO) -> str:
     """
     wheels = rootfs / WHEELS.lstrip("/")
     python, glibc, machine = _chroot(rootfs, [PYTHON, "-c", _PLATFORM_PROBE], out).split()
-    print(f"    wheels: Stan's, then its dependencies' for Python {python}, glibc {glibc}, {machine}",
-          file=out, flush=True)
+    print(
+        f"    wheels: Stan's, then its dependencies' for Python {python}, glibc {glibc}, {machine}",
+        file=out,
+        flush=True,
+    )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     commands.run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(source)], "pip wheel", out)
-    target = ["--only-binary=:all:", f"--python-version={python}", "--implementation=cp",
-              f"--abi=cp{python.replace('.', '')}", "--abi=abi3", "--abi=none",
-              *(f"--platform={tag}" for tag in _manylinux_platforms(glibc, machine))]
-    commands.run([*pip, "download", "--dest", str(wheels), *target, str(next(wheels.glob("stan-*.whl"))), "pip"],
-                 "pip download", out)
+    target = [
+        "--only-binary=:all:",
+        f"--python-version={python}",
+        "--implementation=cp",
+        f"--abi=cp{python.replace('.', '')}",
+        "--abi=abi3",
+        "--abi=none",
+        *(f"--platform={tag}" for tag in _manylinux_platforms(glibc, machine)),
+    ]
+    commands.run(
+        [*pip, "download", "--dest", str(wheels), *target, str(next(wheels.glob("stan-*.whl"))), "pip"],
+        "pip download",
+        out,
+    )
     return next(wheels.glob("pip-*.whl")).name
 
 
@@ -281,8 +353,9 @@ def _manylinux_platforms(glibc: str, machine: str) -> list[str]:
     tag literally, where on its own machine it would accept all the older ones."""
     major, minor = (int(part) for part in glibc.split(".")[:2])
     legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-    return ([f"manylinux_{major}_{older}_{machine}" for older in range(minor, 4, -1)]
-            + [f"{name}_{machine}" for older, name in legacy.items() if older <= minor])
+    return [f"manylinux_{major}_{older}_{machine}" for older in range(minor, 4, -1)] + [
+        f"{name}_{machine}" for older, name in legacy.items() if older <= minor
+    ]
 
 
 def _busybox_rootfs(rootfs: Path) -> None:
@@ -300,8 +373,9 @@ def _busybox_rootfs(rootfs: Path) -> None:
     (rootfs / "tmp").mkdir()
     (rootfs / "tmp").chmod(0o1777)
     (rootfs / "etc").mkdir()
-    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
-                                           "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    (rootfs / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    )
     (rootfs / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
 
 
@@ -353,8 +427,10 @@ def _tool_versions() -> str:
 
 def _require_root(what: str) -> None:
     if os.geteuid() != 0:
-        raise RuntimeError(f"building {what} needs root: its files belong to root, and Debian is installed "
-                           f"into it with debootstrap and chroot")
+        raise RuntimeError(
+            f"building {what} needs root: its files belong to root, and Debian is installed "
+            f"into it with debootstrap and chroot"
+        )
 
 
 def _chroot(rootfs: Path, command: list[str], out: TextIO) -> str:

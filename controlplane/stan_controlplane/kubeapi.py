@@ -6,6 +6,7 @@ Objects are written by server-side apply under one field manager, forced: a
 start writes them as this checkout says whatever an earlier run left, and
 applying the same object again changes nothing.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,14 @@ import urllib.parse
 import urllib.request
 
 FIELD_MANAGER = "stan-controlplane"
-PLURALS = {"ServiceAccount": "serviceaccounts", "ConfigMap": "configmaps", "Service": "services",
-           "Deployment": "deployments", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}
+PLURALS = {
+    "ServiceAccount": "serviceaccounts",
+    "ConfigMap": "configmaps",
+    "Service": "services",
+    "Deployment": "deployments",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
+}
 """The kinds a start writes, with their resource names."""
 TIMEOUT = 10.0
 
@@ -45,7 +52,10 @@ class Client:
         if "namespace" in metadata:
             path += f"/namespaces/{metadata['namespace']}"
         query = urllib.parse.urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
-        request = urllib.request.Request(f"{self.server}{path}/{PLURALS[kind]}/{metadata['name']}?{query}",
-                                         data=json.dumps(manifest).encode(), method="PATCH",
-                                         headers={"Content-Type": "application/apply-patch+yaml"})
+        request = urllib.request.Request(
+            f"{self.server}{path}/{PLURALS[kind]}/{metadata['name']}?{query}",
+            data=json.dumps(manifest).encode(),
+            method="PATCH",
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
         urllib.request.urlopen(request, context=self.context, timeout=TIMEOUT).close()

@@ -23,6 +23,7 @@ the kubelet unless ``failCgroupV1: false``; runc cannot create a sandbox
 unless containerd's CRI sets ``restrict_oom_score_adj`` where the machine
 lacks CAP_SYS_RESOURCE (a container, a VM sandbox).
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,13 @@ the node's network with."""
 CNI_BIN_DIR = "/usr/lib/cni"
 """Where containernetworking-plugins puts its plugins."""
 READY_TIMEOUT = 120.0
-EVICTION_HARD = {"memory.available": "100Mi", "nodefs.available": "1Gi", "nodefs.inodesFree": "1%",
-                 "imagefs.available": "1Gi", "imagefs.inodesFree": "1%"}
+EVICTION_HARD = {
+    "memory.available": "100Mi",
+    "nodefs.available": "1Gi",
+    "nodefs.inodesFree": "1%",
+    "imagefs.available": "1Gi",
+    "imagefs.inodesFree": "1%",
+}
 """Absolute, small thresholds: the kubelet's percentages would evict on a developer's nearly full disk."""
 
 
@@ -60,8 +66,12 @@ def wanted(out: TextIO = sys.stderr) -> bool:
     if os.geteuid() != 0:
         if setting == "1":
             raise RuntimeError("STAN_NODE=1 asks for a node, and a node (containerd, kubelet) needs root")
-        print("==> no node: a node (containerd, kubelet) needs root, so Pods stay Pending; "
-              "STAN_NODE=0 says so without this message", file=out, flush=True)
+        print(
+            "==> no node: a node (containerd, kubelet) needs root, so Pods stay Pending; "
+            "STAN_NODE=0 says so without this message",
+            file=out,
+            flush=True,
+        )
         return False
     return True
 
@@ -101,8 +111,14 @@ class Node:
     def containerd_socket(self) -> Path:
         return self.instance.directory / "containerd.sock"
 
-    def start(self, pki: certs.Pki, api: kubeapi.Client, kubelet_kubeconfig: Path, proxy_kubeconfig: Path,
-              out: TextIO = sys.stderr) -> None:
+    def start(
+        self,
+        pki: certs.Pki,
+        api: kubeapi.Client,
+        kubelet_kubeconfig: Path,
+        proxy_kubeconfig: Path,
+        out: TextIO = sys.stderr,
+    ) -> None:
         """Run containerd, import the sandbox and CoreDNS images, run the kubelet and kube-proxy, deploy the
         cluster's DNS; return once the Node is Ready and the DNS answers. ``api`` is the admin's."""
         sandbox = images.busybox_image(out)
@@ -113,28 +129,46 @@ class Node:
         enter = self.instance.entering()
         self.processes["containerd"] = processes.spawn_logged(
             [str(build.binary_path("containerd")), "--config", str(self.directory / "containerd.toml")],
-            logs / "containerd.log", before_exec=enter)
+            logs / "containerd.log",
+            before_exec=enter,
+        )
         self._wait_containerd()
         for image in (sandbox, coredns):
             images.import_image(image, build.binary_path("ctr"), self.containerd_socket)
         stale = self._ready_condition(api)  # the last run's, when the Node is kept
         started = time.monotonic()
         self.processes["kubelet"] = processes.spawn_logged(
-            [str(build.binary_path("kubelet")), f"--config={self.directory / 'kubelet.yaml'}",
-             f"--kubeconfig={kubelet_kubeconfig}", f"--root-dir={self.instance.directory / 'kubelet'}",
-             f"--cert-dir={self.instance.directory / 'kubelet' / 'pki'}",
-             f"--hostname-override={NODE_NAME}", f"--node-ip={self.instance.node_address}"],
-            logs / "kubelet.log", before_exec=enter)
+            [
+                str(build.binary_path("kubelet")),
+                f"--config={self.directory / 'kubelet.yaml'}",
+                f"--kubeconfig={kubelet_kubeconfig}",
+                f"--root-dir={self.instance.directory / 'kubelet'}",
+                f"--cert-dir={self.instance.directory / 'kubelet' / 'pki'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={self.instance.node_address}",
+            ],
+            logs / "kubelet.log",
+            before_exec=enter,
+        )
         self.processes["kube-proxy"] = processes.spawn_logged(
             [str(build.binary_path("kube-proxy")), f"--config={self.directory / 'kube-proxy.yaml'}"],
-            logs / "kube-proxy.log", before_exec=enter)
+            logs / "kube-proxy.log",
+            before_exec=enter,
+        )
         self._wait_ready(api, stale)
-        print(f"==> node {NODE_NAME} Ready {time.monotonic() - started:.1f}s after the kubelet started "
-              f"(address {self.instance.node_address}, pods {self.instance.pod_cidr})", file=out, flush=True)
+        print(
+            f"==> node {NODE_NAME} Ready {time.monotonic() - started:.1f}s after the kubelet started "
+            f"(address {self.instance.node_address}, pods {self.instance.pod_cidr})",
+            file=out,
+            flush=True,
+        )
         started = time.monotonic()
         dns.deploy(api, coredns, self._raise_if_exited)
-        print(f"==> cluster DNS ({dns.SERVICE} at {dns.CLUSTER_IP}) answering "
-              f"{time.monotonic() - started:.1f}s later", file=out, flush=True)
+        print(
+            f"==> cluster DNS ({dns.SERVICE} at {dns.CLUSTER_IP}) answering {time.monotonic() - started:.1f}s later",
+            file=out,
+            flush=True,
+        )
 
     def stop(self, grace_period: float = processes.GRACE_PERIOD) -> None:
         """Stop kube-proxy and the kubelet, then containerd; the shims and containers keep running until
@@ -153,8 +187,9 @@ class Node:
         (self.directory / "containerd.toml").write_text(_containerd_config(self, sandbox))
         (self.directory / "cni" / "10-stan.conflist").write_text(json.dumps(_cni_config(self.instance), indent=2))
         (self.directory / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(self, pki), sort_keys=False))
-        (self.directory / "kube-proxy.yaml").write_text(yaml.safe_dump(_proxy_config(self.instance, proxy_kubeconfig),
-                                                                       sort_keys=False))
+        (self.directory / "kube-proxy.yaml").write_text(
+            yaml.safe_dump(_proxy_config(self.instance, proxy_kubeconfig), sort_keys=False)
+        )
 
     def _wait_containerd(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -185,8 +220,10 @@ class Node:
             if ready is not None and ready["status"] == "True" and ready != stale:
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"node {NODE_NAME} was not Ready after {timeout:.0f}s: {ready}; "
-                           f"see {self.state_dir / 'logs' / 'kubelet.log'}")
+        raise TimeoutError(
+            f"node {NODE_NAME} was not Ready after {timeout:.0f}s: {ready}; "
+            f"see {self.state_dir / 'logs' / 'kubelet.log'}"
+        )
 
     def _raise_if_exited(self) -> None:
         for name, process in self.processes.items():
@@ -234,9 +271,19 @@ def _cni_config(instance: host.Instance) -> dict:
         "cniVersion": "1.0.0",
         "name": instance.name,  # the CNI library's cached results are named after it (see host)
         "plugins": [
-            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": instance.pod_cidr}]],
-                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(instance.directory / "ipam")}},
+            {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": instance.pod_cidr}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(instance.directory / "ipam"),
+                },
+            },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
@@ -258,8 +305,11 @@ def _kubelet_config(node: Node, pki: certs.Pki) -> dict:
         "healthzBindAddress": "127.0.0.1",
         "tlsCertFile": str(pki.cert("kubelet")),
         "tlsPrivateKeyFile": str(pki.key("kubelet")),
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": str(pki.ca_cert)}},
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(pki.ca_cert)},
+        },
         "authorization": {"mode": "Webhook"},
         "failSwapOn": False,
         "evictionHard": EVICTION_HARD,

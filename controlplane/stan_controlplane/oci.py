@@ -6,6 +6,7 @@ runtime config. The archive written from it holds that one image, named twice
 in its index: by its tag, for OCI tools, and by its full name, which containerd
 takes as the image's name, as its own ``ctr images export`` writes it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,10 +70,31 @@ class Layout:
         """Append a layer of ``entries`` of ``rootfs`` with their owners, modes and links as they are;
         ``created_by`` is its history entry."""
         layer = rootfs.parent / "layer.tar"
-        commands.run(["tar", "--create", f"--file={layer}", "--numeric-owner", "--sort=name",
-                      f"--directory={rootfs}", "--", *entries], "tar")
-        commands.run(["umoci", "raw", "add-layer", "--image", f"{self.path}:{TAG}",
-                      f"--history.created_by={created_by}", str(layer)], "umoci raw add-layer")
+        commands.run(
+            [
+                "tar",
+                "--create",
+                f"--file={layer}",
+                "--numeric-owner",
+                "--sort=name",
+                f"--directory={rootfs}",
+                "--",
+                *entries,
+            ],
+            "tar",
+        )
+        commands.run(
+            [
+                "umoci",
+                "raw",
+                "add-layer",
+                "--image",
+                f"{self.path}:{TAG}",
+                f"--history.created_by={created_by}",
+                str(layer),
+            ],
+            "umoci raw add-layer",
+        )
         layer.unlink()
 
     def configure(self, config: ImageConfig) -> None:
@@ -82,8 +104,17 @@ class Layout:
         """Unpack the image's layers into ``rootfs``: plain, since the layers are ours, with no whiteouts."""
         rootfs.mkdir()
         for layer in self._manifest()["layers"]:
-            commands.run(["tar", "--extract", "--gzip", f"--file={self._blob(layer['digest'])}", "--numeric-owner",
-                          f"--directory={rootfs}"], "tar")
+            commands.run(
+                [
+                    "tar",
+                    "--extract",
+                    "--gzip",
+                    f"--file={self._blob(layer['digest'])}",
+                    "--numeric-owner",
+                    f"--directory={rootfs}",
+                ],
+                "tar",
+            )
 
     def write_archive(self, archive: Path, tag: str, name: str) -> None:
         """The OCI archive of the image alone, tagged ``tag`` and named ``name`` for containerd."""

@@ -8,6 +8,7 @@ what died alongside — a kube-apiserver told to stop gracefully keeps waiting
 for its gone etcd for half a minute, the operator for its gone API server
 for a minute and more.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,12 +33,14 @@ def _die_with(parent: int, then: Callable[[], None] | None) -> Callable[[], None
     The kernel sends the signal when the *thread* that forked ends, so spawn
     from the main thread or one living as long as the child.
     """
+
     def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(1)
         if then is not None:
             then()
+
     return die_with_parent
 
 
@@ -48,16 +51,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn(args: list[str], *, output: IO[bytes] | None = None, env: Mapping[str, str] | None = None,
-          before_exec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str],
+    *,
+    output: IO[bytes] | None = None,
+    env: Mapping[str, str] | None = None,
+    before_exec: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``args``; its output goes to ``output`` (a file) or, when None, to ours.
 
     ``before_exec`` runs in the child just before ``args`` replaces it (to
     enter a namespace or a cgroup, say): only system calls, no locks.
     """
-    return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT if output else None,
-                            stdin=subprocess.DEVNULL, env=dict(env) if env is not None else None,
-                            start_new_session=True, preexec_fn=_die_with(os.getpid(), before_exec))
+    return subprocess.Popen(
+        args,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        stdin=subprocess.DEVNULL,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+        preexec_fn=_die_with(os.getpid(), before_exec),
+    )
 
 
 def spawn_logged(args: list[str], log: Path, before_exec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:

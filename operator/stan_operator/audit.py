@@ -3,6 +3,7 @@
 Shared by the ``audit_workflows`` action and the ``workflows`` heartbeat check,
 so that both judge a task the same way.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from kubernetes_asyncio import client
 
-from stan_operator import ids, models
+from stan_core import ids, models
 
 OVERDUE_GRACE = datetime.timedelta(minutes=2)
 
@@ -33,8 +34,9 @@ class Findings:
         return f"{self.audited} tasks audited; " + "; ".join(parts)
 
 
-def findings(statuses: Mapping[str, models.StanTaskStatus], now: datetime.datetime,
-             grace: datetime.timedelta = OVERDUE_GRACE) -> Findings:
+def findings(
+    statuses: Mapping[str, models.StanTaskStatus], now: datetime.datetime, grace: datetime.timedelta = OVERDUE_GRACE
+) -> Findings:
     """Judge tasks by name and status; callers bring statuses from wherever they already have them."""
     failed, overdue = [], []
     # Hoisted out of the loop: an audit runs over every task of a namespace, every tick of every auditing task.
@@ -49,11 +51,11 @@ def findings(statuses: Mapping[str, models.StanTaskStatus], now: datetime.dateti
 
 
 def statuses(items: Iterable[dict]) -> dict[str, models.StanTaskStatus]:
-    return {body["metadata"]["name"]: models.StanTaskStatus.model_validate(body.get("status") or {})
-            for body in items}
+    return {body["metadata"]["name"]: models.StanTaskStatus.model_validate(body.get("status") or {}) for body in items}
 
 
 async def list_tasks(api: client.ApiClient, namespace: str) -> list[dict]:
     listing = await client.CustomObjectsApi(api).list_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural)
+        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural
+    )
     return listing["items"]

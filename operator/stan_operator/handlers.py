@@ -3,6 +3,7 @@
 Only event handlers, indexes-free and without persisted handler state, are
 used: kopf writes no annotations and adds no finalizers to Stan's objects.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +14,8 @@ import socket
 
 import kopf
 
-from stan_operator import (config, heartbeats, kube, leadership, models, scheduler, supervision, validation,
-                           webhooks)
+from stan_core import config, kube, models, validation
+from stan_operator import heartbeats, leadership, scheduler, supervision, webhooks
 from stan_operator.actions import jobs, registry
 
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
@@ -71,12 +72,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
     memo.leader = None
     leading = None
     if options.leader_election:
-        memo.leader = leadership.Leadership(memo.api, config.own_namespace(), LEASE_NAME,
-                                            f"{socket.gethostname()}-{os.getpid()}")
+        memo.leader = leadership.Leadership(
+            memo.api, config.own_namespace(), LEASE_NAME, f"{socket.gethostname()}-{os.getpid()}"
+        )
         leading = memo.leader.leading
         memo.supervisor.keep("leader election", memo.leader.run, stale_after=LOOP_STALE_SECONDS)
-    memo.scheduler = scheduler.Scheduler(memo.api, memo.config, registry.build(memo.config, memo.tracker),
-                                         memo.supervisor, leading)
+    memo.scheduler = scheduler.Scheduler(
+        memo.api, memo.config, registry.build(memo.config, memo.tracker), memo.supervisor, leading
+    )
     memo.heartbeats = heartbeats.Heartbeats(memo.api, memo.config, memo.supervisor, leading)
     memo.supervisor.keep("scheduler", memo.scheduler.run, stale_after=LOOP_STALE_SECONDS)
 
@@ -139,5 +142,11 @@ def follow_jobs() -> None:
 def serve_admission() -> None:
     """Register the admission handlers; kopf then insists on a webhook server, so only when one is wanted."""
     for resource, handler in ((models.STAN_TASK, validate_task), (models.STAN_HEARTBEAT, validate_heartbeat)):
-        kopf.on.validate(models.GROUP, models.VERSION, resource.plural, id=resource.singular,
-                         operations=["CREATE", "UPDATE"], ignore_failures=True)(handler)
+        kopf.on.validate(
+            models.GROUP,
+            models.VERSION,
+            resource.plural,
+            id=resource.singular,
+            operations=["CREATE", "UPDATE"],
+            ignore_failures=True,
+        )(handler)

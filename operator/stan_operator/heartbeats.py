@@ -6,6 +6,7 @@ resource: whoever wants fresh results sets the ``stan.dev/run-request``
 annotation to a new id; the operator runs the checks at once and writes the
 results with ``status.runRequest`` set to that id.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,10 +17,11 @@ from collections.abc import Callable
 
 from kubernetes_asyncio import client
 
-from stan_operator import config, events, models, status, supervision, validation
+from stan_core import config, models, validation
+from stan_operator import events, status, supervision
 from stan_operator.checks import CheckContext, runner
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 log = logging.getLogger(__name__)
 
 
@@ -49,9 +51,14 @@ class Heartbeat:
 
 
 class Heartbeats:
-    def __init__(self, api: client.ApiClient, configuration: config.OperatorConfig,
-                 supervisor: supervision.Supervisor, leading: asyncio.Event | None = None,
-                 clock: Callable[[], datetime.datetime] = _now) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        configuration: config.OperatorConfig,
+        supervisor: supervision.Supervisor,
+        leading: asyncio.Event | None = None,
+        clock: Callable[[], datetime.datetime] = _now,
+    ) -> None:
         self._api = api
         self._clock = clock
         self._supervisor = supervisor
@@ -70,8 +77,14 @@ class Heartbeats:
         known = self._heartbeats.get(namespace)
         if known is None or known.uid != metadata["uid"]:
             self.forget(namespace)
-            known = Heartbeat(namespace=namespace, name=metadata["name"], uid=metadata["uid"], generation=-1,
-                              spec=None, status=models.StanHeartbeatStatus.model_validate(body.get("status") or {}))
+            known = Heartbeat(
+                namespace=namespace,
+                name=metadata["name"],
+                uid=metadata["uid"],
+                generation=-1,
+                spec=None,
+                status=models.StanHeartbeatStatus.model_validate(body.get("status") or {}),
+            )
             self._heartbeats[namespace] = known
         if known.generation != metadata.get("generation", 0):
             await self._reconfigure(known, body)
@@ -98,18 +111,30 @@ class Heartbeats:
         heartbeat.spec = spec
         if spec is None:
             message = validation.describe(errors)
-            await self._write(heartbeat, {"nextRunAt": None, "observedGeneration": heartbeat.generation,
-                                          "conditions": status.ready(heartbeat.status.conditions, False,
-                                                                     "InvalidSpec", message, heartbeat.generation)})
+            await self._write(
+                heartbeat,
+                {
+                    "nextRunAt": None,
+                    "observedGeneration": heartbeat.generation,
+                    "conditions": status.ready(
+                        heartbeat.status.conditions, False, "InvalidSpec", message, heartbeat.generation
+                    ),
+                },
+            )
             if not self._standby:
-                await events.post(self._api, models.STAN_HEARTBEAT, heartbeat.metadata, "InvalidSpec", message,
-                                  warning=True)
+                await events.post(
+                    self._api, models.STAN_HEARTBEAT, heartbeat.metadata, "InvalidSpec", message, warning=True
+                )
             return
-        reason, message = ("Enabled", "The heartbeat runs on its interval.") if spec.enabled else (
-            "Disabled", "The heartbeat runs only on demand.")
-        patch: dict = {"observedGeneration": heartbeat.generation,
-                       "conditions": status.ready(heartbeat.status.conditions, True, reason, message,
-                                                  heartbeat.generation)}
+        reason, message = (
+            ("Enabled", "The heartbeat runs on its interval.")
+            if spec.enabled
+            else ("Disabled", "The heartbeat runs only on demand.")
+        )
+        patch: dict = {
+            "observedGeneration": heartbeat.generation,
+            "conditions": status.ready(heartbeat.status.conditions, True, reason, message, heartbeat.generation),
+        }
         if not spec.enabled:
             patch["nextRunAt"] = None
         await self._write(heartbeat, patch)
@@ -156,15 +181,21 @@ class Heartbeats:
             await self._write(heartbeat, patch)
         if was_healthy is not None and was_healthy != healthy:
             summary = "; ".join(f"{issue.check}: {issue.message}" for issue in issues)
-            await events.post(self._api, models.STAN_HEARTBEAT, heartbeat.metadata,
-                              "Healthy" if healthy else "Unhealthy",
-                              "All checks are ok." if healthy else summary, warning=not healthy)
+            await events.post(
+                self._api,
+                models.STAN_HEARTBEAT,
+                heartbeat.metadata,
+                "Healthy" if healthy else "Unhealthy",
+                "All checks are ok." if healthy else summary,
+                warning=not healthy,
+            )
 
     async def _write(self, heartbeat: Heartbeat, patch: dict) -> None:
         if self._standby:
             return
-        stored = await status.write(self._api, models.STAN_HEARTBEAT, heartbeat.namespace, heartbeat.name,
-                                    heartbeat.status, patch)
+        stored = await status.write(
+            self._api, models.STAN_HEARTBEAT, heartbeat.namespace, heartbeat.name, heartbeat.status, patch
+        )
         if stored is None:
             self.forget(heartbeat.namespace)
         else:

@@ -13,6 +13,7 @@ lease duration by this replica's own clock, since the holder's ``renewTime``
 was written by another machine's. Every error is retried: the loop ends only
 when the process does.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,15 @@ class Observed:
 
 
 class Leadership:
-    def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._leases = client.CoordinationV1Api(api)
         self._namespace = namespace
         self._name = name
@@ -96,8 +104,11 @@ class Leadership:
         return max(0.1, self._renewed_at + RENEW_DEADLINE_SECONDS - self._clock())
 
     def _renew_overdue(self) -> bool:
-        return (self.leading.is_set() and self._renewed_at is not None
-                and self._clock() - self._renewed_at >= RENEW_DEADLINE_SECONDS)
+        return (
+            self.leading.is_set()
+            and self._renewed_at is not None
+            and self._clock() - self._renewed_at >= RENEW_DEADLINE_SECONDS
+        )
 
     def _step_down(self, why: str) -> None:
         if self.leading.is_set():
@@ -113,7 +124,7 @@ class Leadership:
         return now - self._observed.at > (spec.lease_duration_seconds or LEASE_SECONDS)
 
     async def _take_or_renew(self) -> bool:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         try:
             lease = await self._leases.read_namespaced_lease(self._name, self._namespace)
         except ApiException as error:
@@ -143,5 +154,10 @@ class Leadership:
         return True
 
     def _spec(self, acquired: datetime.datetime, renewed: datetime.datetime, transitions: int) -> client.V1LeaseSpec:
-        return client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=LEASE_SECONDS,
-                                  acquire_time=acquired, renew_time=renewed, lease_transitions=transitions)
+        return client.V1LeaseSpec(
+            holder_identity=self.identity,
+            lease_duration_seconds=LEASE_SECONDS,
+            acquire_time=acquired,
+            renew_time=renewed,
+            lease_transitions=transitions,
+        )

@@ -20,6 +20,7 @@ effect is the result it returns, so a cancelled one leaves nothing behind. A
 Job-backed action creates its Job, an effect outside the operator, only once
 its claim is stored.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,11 +35,12 @@ from collections.abc import Awaitable, Callable
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import config, events, ids, kube, models, status, supervision, ticks, validation
+from stan_core import config, ids, kube, models, validation
+from stan_core.index import Key, NamespacedIndex
+from stan_operator import events, status, supervision, ticks
 from stan_operator.actions import Action, Outcome, RunContext, jobs
-from stan_operator.index import Key, NamespacedIndex
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 MAX_SLEEP_SECONDS = 30.0
 CLAIMS_IN_FLIGHT = 32
 """At a shared tick thousands of tasks are due at once; a few dozen claims in flight keep the API
@@ -92,9 +94,15 @@ class Task:
 
 
 class Scheduler:
-    def __init__(self, api: client.ApiClient, configuration: config.OperatorConfig, actions: dict[str, Action],
-                 supervisor: supervision.Supervisor, leading: asyncio.Event | None = None,
-                 clock: Callable[[], datetime.datetime] = _now) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        configuration: config.OperatorConfig,
+        actions: dict[str, Action],
+        supervisor: supervision.Supervisor,
+        leading: asyncio.Event | None = None,
+        clock: Callable[[], datetime.datetime] = _now,
+    ) -> None:
         """``leading``, when given, is set while this replica holds the lease; ticks fire only then."""
         self._api = api
         self._supervisor = supervisor
@@ -124,9 +132,15 @@ class Scheduler:
             async with known.lock:
                 await self._reconcile(known, body, first_sight=False)
         else:
-            known = Task(namespace=key[0], name=key[1], uid=metadata["uid"], generation=metadata.get("generation", 0),
-                         created=datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
-                         spec=None, status=models.StanTaskStatus.model_validate(body.get("status") or {}))
+            known = Task(
+                namespace=key[0],
+                name=key[1],
+                uid=metadata["uid"],
+                generation=metadata.get("generation", 0),
+                created=datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
+                spec=None,
+                status=models.StanTaskStatus.model_validate(body.get("status") or {}),
+            )
             self._tasks.put(key, known)
             async with known.lock:
                 await self._reconcile(known, body, first_sight=True)
@@ -177,17 +191,30 @@ class Scheduler:
         if spec is None:
             task.next_tick = None
             message = validation.describe(errors)
-            await self._write(task, {"nextRunAt": None, "observedGeneration": task.generation,
-                                     "conditions": status.ready(task.status.conditions, False, "InvalidSpec", message,
-                                                               task.generation)})
+            await self._write(
+                task,
+                {
+                    "nextRunAt": None,
+                    "observedGeneration": task.generation,
+                    "conditions": status.ready(task.status.conditions, False, "InvalidSpec", message, task.generation),
+                },
+            )
             await self._announce(task, "InvalidSpec", message, warning=True)
             return
         now = self._clock()
         if spec.paused:
             task.next_tick = None
-            await self._write(task, {"status": "paused", "nextRunAt": None, "observedGeneration": task.generation,
-                                     "conditions": status.ready(task.status.conditions, True, "Paused",
-                                                               "The task is paused.", task.generation)})
+            await self._write(
+                task,
+                {
+                    "status": "paused",
+                    "nextRunAt": None,
+                    "observedGeneration": task.generation,
+                    "conditions": status.ready(
+                        task.status.conditions, True, "Paused", "The task is paused.", task.generation
+                    ),
+                },
+            )
             if was != "paused":
                 await self._announce(task, "Paused", "The task is paused.")
             return
@@ -196,13 +223,17 @@ class Scheduler:
         if accounted_until != task.status.lastScheduledAt:
             patch["lastScheduledAt"] = models.format_timestamp(accounted_until)
         schedule = self._schedule(spec)
-        task.next_tick = (ticks.first_tick(schedule, accounted_until, now) if first_sight
-                          else ticks.next_after_change(schedule, accounted_until, now))
+        task.next_tick = (
+            ticks.first_tick(schedule, accounted_until, now)
+            if first_sight
+            else ticks.next_after_change(schedule, accounted_until, now)
+        )
         if first_sight and not self._standby:
             await self._recover(task)
         patch["nextRunAt"] = models.format_timestamp(task.next_tick)
-        patch["conditions"] = status.ready(task.status.conditions, True, "Scheduled",
-                                           "The task fires on its schedule.", task.generation)
+        patch["conditions"] = status.ready(
+            task.status.conditions, True, "Scheduled", "The task fires on its schedule.", task.generation
+        )
         await self._write(task, patch)
         if was == "paused":
             await self._announce(task, "Resumed", f"The task is resumed; next run at {patch['nextRunAt']}.")
@@ -251,15 +282,17 @@ class Scheduler:
             launches = [(task, task.generation, tick, self._launch(task, tick)) for task, tick in due]
             for task, generation, tick, launch in launches:
                 if launch is not None:
-                    self._supervisor.spawn(f"tick of {task.namespace}/{task.name}",
-                                           self._fire(task, generation, tick, launch))
+                    self._supervisor.spawn(
+                        f"tick of {task.namespace}/{task.name}", self._fire(task, generation, tick, launch)
+                    )
             self._wakeup.clear()
-            timeout = (min(self._heap[0][0] - self._clock().timestamp(), MAX_SLEEP_SECONDS) if self._heap
-                       else MAX_SLEEP_SECONDS)
-            try:
+            timeout = (
+                min(self._heap[0][0] - self._clock().timestamp(), MAX_SLEEP_SECONDS)
+                if self._heap
+                else MAX_SLEEP_SECONDS
+            )
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _wait_for_lead(self, beat: supervision.Beat) -> None:
         assert self._leading is not None
@@ -285,14 +318,27 @@ class Scheduler:
                 context = self._context(task, task.spec, run.scheduledAt, run.runId)
                 self._follow(task, context, self._perform(context))
             else:
-                await self._finish(task, run.runId, Outcome(
-                    models.RunResult.FAILED, "the operator stopped during this run; it is not run again"))
+                await self._finish(
+                    task,
+                    run.runId,
+                    Outcome(models.RunResult.FAILED, "the operator stopped during this run; it is not run again"),
+                )
 
-    def _context(self, task: Task, spec: models.StanTaskSpec, scheduled_at: datetime.datetime,
-                 run_id: str) -> RunContext:
-        return RunContext(api=self._api, namespace=task.namespace, name=task.name, uid=task.uid,
-                          task_id=ids.task_id(task.name), spec=spec, scheduled_at=scheduled_at, run_id=run_id,
-                          configuration=self._config, namespace_tasks=lambda: self._statuses(task.namespace))
+    def _context(
+        self, task: Task, spec: models.StanTaskSpec, scheduled_at: datetime.datetime, run_id: str
+    ) -> RunContext:
+        return RunContext(
+            api=self._api,
+            namespace=task.namespace,
+            name=task.name,
+            uid=task.uid,
+            task_id=ids.task_id(task.name),
+            spec=spec,
+            scheduled_at=scheduled_at,
+            run_id=run_id,
+            configuration=self._config,
+            namespace_tasks=lambda: self._statuses(task.namespace),
+        )
 
     def _launch(self, task: Task, tick: datetime.datetime) -> Launch | None:
         """Decide whether a due tick runs, and if so start its in-process action; ``_fire`` claims and
@@ -316,9 +362,14 @@ class Scheduler:
         context, execution, skip_reason = launch.context, launch.execution, launch.skip_reason
         spec = context.spec
         now = launch.decided if launch.started is None else await launch.started
-        run = models.Run(runId=context.run_id, scheduledAt=tick, startedAt=now,
-                         result=models.RunResult.SKIPPED if skip_reason else models.RunResult.RUNNING,
-                         message=skip_reason or "", finishedAt=now if skip_reason else None)
+        run = models.Run(
+            runId=context.run_id,
+            scheduledAt=tick,
+            startedAt=now,
+            result=models.RunResult.SKIPPED if skip_reason else models.RunResult.RUNNING,
+            message=skip_reason or "",
+            finishedAt=now if skip_reason else None,
+        )
         following = ticks.following(self._schedule(spec), tick, now, spec.startingDeadlineSeconds)
         # The next tick enters the heap now, so that a queue of claims longer than the schedule's interval
         # delays records, not starts; but only while no earlier claim of this task waits, which bounds the
@@ -331,8 +382,9 @@ class Scheduler:
             ended = execution is not None and execution.done() and not execution.cancelled()
             outcome = execution.result() if ended else None
             if outcome is not None:
-                run = run.model_copy(update={"result": outcome.result, "message": outcome.message,
-                                             "finishedAt": self._clock()})
+                run = run.model_copy(
+                    update={"result": outcome.result, "message": outcome.message, "finishedAt": self._clock()}
+                )
             elif execution is None and not skip_reason:
                 run = run.model_copy(update={"startedAt": self._clock()})
             # A run that has started is recorded even if the task was paused or changed meanwhile; the
@@ -340,12 +392,19 @@ class Scheduler:
             upcoming = following if self._current(task, generation) else task.status.nextRunAt
             failed = False
             try:
-                claimed = (self._tasks.get(task.key) is task and not self._standby
-                           and await self._claim(task, tick, run, upcoming))
+                claimed = (
+                    self._tasks.get(task.key) is task
+                    and not self._standby
+                    and await self._claim(task, tick, run, upcoming)
+                )
             except Exception as error:
                 if kube.transient(error):
-                    log.warning("tick %s of %s/%s missed: the API server was unreachable until past the "
-                                "deadline", tick, task.namespace, task.name)
+                    log.warning(
+                        "tick %s of %s/%s missed: the API server was unreachable until past the deadline",
+                        tick,
+                        task.namespace,
+                        task.name,
+                    )
                 else:
                     log.exception("claiming tick %s of %s/%s failed", tick, task.namespace, task.name)
                 claimed, failed = False, True
@@ -364,12 +423,20 @@ class Scheduler:
                 else:
                     self._follow(task, context, execution or self._perform(context))
         if skip_reason:
-            await events.post(self._api, models.STAN_TASK, task.metadata, "Skipped",
-                              f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True)
+            await events.post(
+                self._api,
+                models.STAN_TASK,
+                task.metadata,
+                "Skipped",
+                f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}",
+                warning=True,
+            )
             return
         assert run.startedAt is not None
-        fired = (f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
-                 f"({(run.startedAt - tick).total_seconds():.3f}s after the tick)")
+        fired = (
+            f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
+            f"({(run.startedAt - tick).total_seconds():.3f}s after the tick)"
+        )
         if outcome is not None:
             await self._report(task, outcome, f"{fired}: {outcome.message}")
             return
@@ -377,8 +444,12 @@ class Scheduler:
 
     def _current(self, task: Task, generation: int) -> bool:
         """Whether a tick taken from the heap still stands: the task neither gone, nor changed, nor paused."""
-        return (self._tasks.get(task.key) is task and task.generation == generation and task.spec is not None
-                and not task.spec.paused)
+        return (
+            self._tasks.get(task.key) is task
+            and task.generation == generation
+            and task.spec is not None
+            and not task.spec.paused
+        )
 
     async def _run_on_request(self, task: Task, request: str) -> None:
         """A run now, asked for through the annotation: recorded like a tick's, answered by lastRunRequest."""
@@ -388,9 +459,14 @@ class Scheduler:
                 return
             now = self._clock()
             reason = ticks.request_refusal(spec, busy=_busy(task))
-            run = models.Run(runId=f"run_{request[:12]}", scheduledAt=now, startedAt=now,
-                             result=models.RunResult.SKIPPED if reason else models.RunResult.RUNNING,
-                             message=reason or "run on request", finishedAt=now if reason else None)
+            run = models.Run(
+                runId=f"run_{request[:12]}",
+                scheduledAt=now,
+                startedAt=now,
+                result=models.RunResult.SKIPPED if reason else models.RunResult.RUNNING,
+                message=reason or "run on request",
+                finishedAt=now if reason else None,
+            )
             runs = ticks.bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
             dumped = [item.model_dump(mode="json", by_alias=True) for item in runs]
             patch = {"lastRunRequest": request, "lastRun": dumped[0], "recentRuns": dumped}
@@ -399,32 +475,41 @@ class Scheduler:
             await self._write(task, patch)
             if reason:
                 return
-            await events.post(self._api, models.STAN_TASK, task.metadata, "Fired",
-                              f"Run {run.runId} started on request.")
+            await events.post(
+                self._api, models.STAN_TASK, task.metadata, "Fired", f"Run {run.runId} started on request."
+            )
             context = self._context(task, spec, run.scheduledAt, run.runId)
             self._follow(task, context, self._perform(context))
 
-    async def _claim(self, task: Task, tick: datetime.datetime, run: models.Run,
-                     following: datetime.datetime | None) -> bool:
+    async def _claim(
+        self, task: Task, tick: datetime.datetime, run: models.Run, following: datetime.datetime | None
+    ) -> bool:
         """Take the tick with a compare-and-swap on lastScheduledAt; False when another claim won."""
         runs = ticks.bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
         expected = models.format_timestamp(task.status.lastScheduledAt) if task.status.lastScheduledAt else None
-        values = {"lastScheduledAt": models.format_timestamp(tick),
-                  "nextRunAt": models.format_timestamp(following) if following else None,
-                  "lastRun": run.model_dump(mode="json", by_alias=True),
-                  "recentRuns": [item.model_dump(mode="json", by_alias=True) for item in runs]}
+        values = {
+            "lastScheduledAt": models.format_timestamp(tick),
+            "nextRunAt": models.format_timestamp(following) if following else None,
+            "lastRun": run.model_dump(mode="json", by_alias=True),
+            "recentRuns": [item.model_dump(mode="json", by_alias=True) for item in runs],
+        }
         if run.result != models.RunResult.SKIPPED.value:
             values["lastRunAt"] = models.format_timestamp(run.startedAt) if run.startedAt else None
         patch = [{"op": "test", "path": "/status/lastScheduledAt", "value": expected}]
         patch += [{"op": "add", "path": f"/status/{field}", "value": value} for field, value in values.items()]
         deadline = tick + datetime.timedelta(seconds=task.spec.startingDeadlineSeconds if task.spec else 0)
         try:
-            stored = await kube.patch_status(self._api, models.STAN_TASK, task.namespace, task.name, patch,
-                                             give_up_after=max(1.0, (deadline - self._clock()).total_seconds()))
+            stored = await kube.patch_status(
+                self._api,
+                models.STAN_TASK,
+                task.namespace,
+                task.name,
+                patch,
+                give_up_after=max(1.0, (deadline - self._clock()).total_seconds()),
+            )
         except ApiException as error:
             if error.status in (404, 409, 422):
-                log.info("tick %s of %s/%s not claimed (%s); resyncing", tick, task.namespace, task.name,
-                         error.reason)
+                log.info("tick %s of %s/%s not claimed (%s); resyncing", tick, task.namespace, task.name, error.reason)
                 await self._resync(task)
                 return False
             raise
@@ -436,7 +521,8 @@ class Scheduler:
         self._tasks.pop(task.key)
         try:
             body = await kube.custom_objects(self._api).get_namespaced_custom_object(
-                models.GROUP, models.VERSION, task.namespace, models.STAN_TASK.plural, task.name)
+                models.GROUP, models.VERSION, task.namespace, models.STAN_TASK.plural, task.name
+            )
         except ApiException as error:
             if error.status == 404:
                 return
@@ -446,11 +532,11 @@ class Scheduler:
     async def _replace(self, task: Task, run_ids: list[str]) -> None:
         for run_id in run_ids:
             task.active[run_id].cancel()
-            await self._finish(task, run_id, Outcome(models.RunResult.FAILED,
-                                                     "replaced by a newer run (concurrencyPolicy: Replace)"))
+            await self._finish(
+                task, run_id, Outcome(models.RunResult.FAILED, "replaced by a newer run (concurrencyPolicy: Replace)")
+            )
 
-    async def _perform(self, context: RunContext,
-                       started: asyncio.Future[datetime.datetime] | None = None) -> Outcome:
+    async def _perform(self, context: RunContext, started: asyncio.Future[datetime.datetime] | None = None) -> Outcome:
         """Run the action; ``started`` learns the moment it began, which is what startedAt records."""
         if started is not None:
             started.set_result(self._clock())
@@ -464,16 +550,16 @@ class Scheduler:
 
     def _follow(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
         """Await a claimed run's outcome in the background and record it; ``task.active`` holds it meanwhile."""
-        task.active[context.run_id] = self._supervisor.spawn(f"run {context.run_id} of {task.namespace}/{task.name}",
-                                                             self._complete(task, context, execution))
+        task.active[context.run_id] = self._supervisor.spawn(
+            f"run {context.run_id} of {task.namespace}/{task.name}", self._complete(task, context, execution)
+        )
 
     async def _complete(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
         try:
             outcome = await execution
         except asyncio.CancelledError:
             if context.spec.action in self._config.jobActions:
-                await jobs.stop(self._api, task.namespace,
-                                jobs.job_name(task.name, context.scheduled_at.timestamp()))
+                await jobs.stop(self._api, task.namespace, jobs.job_name(task.name, context.scheduled_at.timestamp()))
             raise
         async with task.lock:
             await self._finish(task, context.run_id, outcome)
@@ -485,8 +571,9 @@ class Scheduler:
         runs = list(task.status.recentRuns)
         for index, run in enumerate(runs):
             if run.runId == run_id and run.result == models.RunResult.RUNNING:
-                runs[index] = run.model_copy(update={"result": outcome.result, "message": outcome.message,
-                                                     "finishedAt": self._clock()})
+                runs[index] = run.model_copy(
+                    update={"result": outcome.result, "message": outcome.message, "finishedAt": self._clock()}
+                )
                 break
         else:
             return
@@ -496,8 +583,14 @@ class Scheduler:
 
     async def _report(self, task: Task, outcome: Outcome, message: str) -> None:
         succeeded = outcome.result == models.RunResult.SUCCEEDED.value
-        await events.post(self._api, models.STAN_TASK, task.metadata, "Succeeded" if succeeded else "Failed",
-                          message, warning=not succeeded)
+        await events.post(
+            self._api,
+            models.STAN_TASK,
+            task.metadata,
+            "Succeeded" if succeeded else "Failed",
+            message,
+            warning=not succeeded,
+        )
 
     async def _announce(self, task: Task, reason: str, message: str, *, warning: bool = False) -> None:
         if not self._standby:

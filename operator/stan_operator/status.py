@@ -1,5 +1,6 @@
 """Writing status the way every Stan resource does: merge patches that skip no-ops,
 and a Ready condition whose lastTransitionTime moves only when its status does."""
+
 from __future__ import annotations
 
 import datetime
@@ -8,24 +9,33 @@ from typing import TypeVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import kube, models
+from stan_core import kube, models
 
 StatusModel = TypeVar("StatusModel", bound=models.Model)
 
 
-def ready(conditions: list[models.Condition], is_ready: bool, reason: str, message: str,
-          generation: int) -> list[dict]:
+def ready(conditions: list[models.Condition], is_ready: bool, reason: str, message: str, generation: int) -> list[dict]:
     status = "True" if is_ready else "False"
     previous = next((c for c in conditions if c.type == "Ready"), None)
-    since = (previous.lastTransitionTime if previous is not None and previous.status == status
-             else datetime.datetime.now(datetime.timezone.utc))
-    condition = models.Condition(type="Ready", status=status, reason=reason, message=message,
-                                 lastTransitionTime=since, observedGeneration=generation)
+    since = (
+        previous.lastTransitionTime
+        if previous is not None and previous.status == status
+        else datetime.datetime.now(datetime.UTC)
+    )
+    condition = models.Condition(
+        type="Ready",
+        status=status,
+        reason=reason,
+        message=message,
+        lastTransitionTime=since,
+        observedGeneration=generation,
+    )
     return [condition.model_dump(mode="json", by_alias=True)]
 
 
-async def write(api: client.ApiClient, resource: models.Resource, namespace: str, name: str,
-                current: StatusModel, patch: dict) -> StatusModel | None:
+async def write(
+    api: client.ApiClient, resource: models.Resource, namespace: str, name: str, current: StatusModel, patch: dict
+) -> StatusModel | None:
     """Merge-patch status; return what the server stored (``current`` when nothing changed,
     None when the object is gone). A patch that changes nothing is not sent: an operator
     restart with thousands of objects must not rewrite every status."""

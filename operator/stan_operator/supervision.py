@@ -8,6 +8,7 @@ on-demand run) has its failure logged. The liveness probe asks ``health()``:
 a loop that keeps failing, or that has stopped beating, makes the replica
 unhealthy, so that Kubernetes restarts a wedged operator rather than keep it.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,12 +5,13 @@ passes in (as the CronJob controller's schedule maths takes it): no clock is
 read and nothing is written here, so every rule is tested on instants the test
 chooses, DST transitions and restarts included.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import datetime
 
-from stan_operator import cron, models
+from stan_core import cron, models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +34,9 @@ class Schedule:
         return cron.previous_tick(self.expression, self.time_zone, moment, allow_seconds=self.allow_seconds)
 
 
-def baseline(last_scheduled: datetime.datetime | None, created: datetime.datetime, *, resumed: bool,
-             now: datetime.datetime) -> datetime.datetime:
+def baseline(
+    last_scheduled: datetime.datetime | None, created: datetime.datetime, *, resumed: bool, now: datetime.datetime
+) -> datetime.datetime:
     """The instant up to which ticks are accounted for: a resumed task owes nothing of its pause, a task
     that never fired owes what came since it was created."""
     if resumed:
@@ -50,8 +52,9 @@ def first_tick(schedule: Schedule, accounted_until: datetime.datetime, now: date
     return tick if tick > now else schedule.at_or_before(now)
 
 
-def next_after_change(schedule: Schedule, accounted_until: datetime.datetime,
-                      now: datetime.datetime) -> datetime.datetime:
+def next_after_change(
+    schedule: Schedule, accounted_until: datetime.datetime, now: datetime.datetime
+) -> datetime.datetime:
     """After a change of spec: the new schedule from now on, never a tick already accounted for."""
     return schedule.after(max(now, accounted_until))
 
@@ -64,8 +67,9 @@ def past_deadline(tick: datetime.datetime, now: datetime.datetime, deadline_seco
     return late_by(tick, now) > deadline_seconds
 
 
-def following(schedule: Schedule, tick: datetime.datetime, now: datetime.datetime,
-              deadline_seconds: int) -> datetime.datetime:
+def following(
+    schedule: Schedule, tick: datetime.datetime, now: datetime.datetime, deadline_seconds: int
+) -> datetime.datetime:
     """The tick after one that fires at ``now``: the schedule's next, unless this one came past its deadline
     (the operator was away), when the schedule goes on from now rather than tick by tick through the gap."""
     return schedule.after(now if past_deadline(tick, now, deadline_seconds) else tick)
@@ -74,13 +78,16 @@ def following(schedule: Schedule, tick: datetime.datetime, now: datetime.datetim
 FORBIDDEN = "the previous run is still active (concurrencyPolicy: Forbid)"
 
 
-def skip_reason(spec: models.StanTaskSpec, tick: datetime.datetime, now: datetime.datetime, *,
-                busy: bool) -> str | None:
+def skip_reason(
+    spec: models.StanTaskSpec, tick: datetime.datetime, now: datetime.datetime, *, busy: bool
+) -> str | None:
     """Why a due tick does not run, or None when it runs; ``busy``: a run of the task is still going."""
     late = late_by(tick, now)
     if late > spec.startingDeadlineSeconds:
-        return (f"missed by {late:.0f}s, more than startingDeadlineSeconds ({spec.startingDeadlineSeconds}); "
-                "the operator was not running at the tick")
+        return (
+            f"missed by {late:.0f}s, more than startingDeadlineSeconds ({spec.startingDeadlineSeconds}); "
+            "the operator was not running at the tick"
+        )
     return request_refusal(spec, busy=busy)
 
 
@@ -91,13 +98,17 @@ def request_refusal(spec: models.StanTaskSpec, *, busy: bool) -> str | None:
     return None
 
 
-def replaced(spec: models.StanTaskSpec, runs: list[models.Run], before: datetime.datetime,
-             active: set[str]) -> list[str]:
+def replaced(
+    spec: models.StanTaskSpec, runs: list[models.Run], before: datetime.datetime, active: set[str]
+) -> list[str]:
     """The runs a new tick's run stops under Replace: those of earlier ticks still running here."""
     if spec.concurrencyPolicy != models.ConcurrencyPolicy.REPLACE.value:
         return []
-    return [run.runId for run in runs
-            if run.result == models.RunResult.RUNNING and run.scheduledAt < before and run.runId in active]
+    return [
+        run.runId
+        for run in runs
+        if run.result == models.RunResult.RUNNING and run.scheduledAt < before and run.runId in active
+    ]
 
 
 def bounded(runs: list[models.Run], limit: int) -> list[models.Run]:

@@ -9,6 +9,7 @@ points at ``https://HOST:PORT``; a Helm chart registers its own, through a
 Service. Either way failurePolicy is Ignore: with the operator down, tasks can
 still be written, and the operator marks an invalid one Ready=False instead.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import kopf
 
-from stan_operator import certificates
+from stan_core import certificates
 
 CONFIGURATION_NAME = "stan.dev"
 
@@ -46,5 +47,11 @@ def _certificate_files(options: WebhookOptions) -> tuple[Path, Path, Path]:
 
 def server(options: WebhookOptions) -> kopf.WebhookServer:
     certfile, pkeyfile, cafile = _certificate_files(options)
-    return kopf.WebhookServer(addr=options.listen_address, port=options.port, host=options.host,
-                              certfile=certfile, pkeyfile=pkeyfile, cafile=cafile)
+    return kopf.WebhookServer(
+        addr=options.listen_address,
+        port=options.port,
+        host=options.host,
+        certfile=certfile,
+        pkeyfile=pkeyfile,
+        cafile=cafile,
+    )

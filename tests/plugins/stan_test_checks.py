@@ -1,9 +1,10 @@
 """A third-party check package, installed for the tests through the ``stan.checks`` entry points."""
+
 from __future__ import annotations
 
 import asyncio
 
-from stan_operator import models
+from stan_core import models
 from stan_operator.checks import CheckContext, Finding
 
 

@@ -6,6 +6,7 @@ authentication, scopes or tenant checks. Nothing is loaded from another origin
 (Swagger UI comes from the ``swagger-ui-bundle-v2`` package), so both work in an
 air-gapped cluster, and each answer's Content-Security-Policy says so to the browser.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -29,8 +30,10 @@ _COMMON = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-cache",  # revalidated by ETag: a new release is picked up at the next load
 }
-_POLICY = ("default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; {style}; "
-           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_POLICY = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; {style}; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 CONSOLE_HEADERS = {**_COMMON, "Content-Security-Policy": _POLICY.format(style="style-src 'self'")}
 DOCS_HEADERS = {**_COMMON, "Content-Security-Policy": _POLICY.format(style="style-src 'self' 'unsafe-inline'")}
 """Swagger UI sets style attributes in its markup; its scripts are still only this origin's."""
@@ -54,6 +57,7 @@ def with_headers(app: ASGIApp, headers: Mapping[str, str]) -> ASGIApp:
 def mount(app: FastAPI) -> None:
     """Serve the console at ``/ui/`` (``/ui`` redirects there: its page links its files relatively) and Swagger
     UI at ``/docs``, whose page links its files by absolute path."""
+
     @app.get("/docs", include_in_schema=False)
     async def docs() -> FileResponse:
         return FileResponse(DOCS_DIR / "index.html", headers=DOCS_HEADERS)

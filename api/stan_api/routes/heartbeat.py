@@ -1,4 +1,5 @@
 """``/api/v1/stan/heartbeat``."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -20,8 +21,11 @@ async def update_heartbeat(facade: State, tenant: Tenant, body: schemas.Heartbea
     return await heartbeat.update_heartbeat(facade, tenant.namespace, body)
 
 
-@router.post("/run", response_model=schemas.HeartbeatRun,
-             responses={504: {"model": schemas.Error, "description": "The operator did not answer in time"}},
-             summary="Run the heartbeat checks now")
+@router.post(
+    "/run",
+    response_model=schemas.HeartbeatRun,
+    responses={504: {"model": schemas.Error, "description": "The operator did not answer in time"}},
+    summary="Run the heartbeat checks now",
+)
 async def run_heartbeat(facade: State, tenant: Tenant) -> schemas.HeartbeatRun:
     return await heartbeat.run_heartbeat(facade, tenant.namespace)

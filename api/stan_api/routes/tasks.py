@@ -1,4 +1,5 @@
 """``/api/v1/stan/tasks`` and, beside the contract, ``/api/v1/stan/actions``."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
@@ -16,8 +17,9 @@ async def list_tasks(facade: State, tenant: Tenant) -> Response:
     return Response(tasks.list_tasks_json(facade, tenant.namespace), media_type="application/json")
 
 
-@router.post("/tasks", response_model=schemas.Task, status_code=status.HTTP_201_CREATED,
-             summary="Create a new scheduled task")
+@router.post(
+    "/tasks", response_model=schemas.Task, status_code=status.HTTP_201_CREATED, summary="Create a new scheduled task"
+)
 async def create_task(facade: State, tenant: Tenant, body: schemas.TaskCreate) -> schemas.Task:
     return await tasks.create_task(facade, tenant.namespace, body)
 
@@ -33,8 +35,13 @@ async def update_task(facade: State, tenant: Tenant, id: str, body: schemas.Task
     return schemas.Updated()
 
 
-@router.delete("/tasks/{id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=NOT_FOUND,
-               summary="Delete a scheduled task")
+@router.delete(
+    "/tasks/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=NOT_FOUND,
+    summary="Delete a scheduled task",
+)
 async def delete_task(facade: State, tenant: Tenant, id: str) -> Response:
     await tasks.delete_task(facade, tenant.namespace, id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -52,15 +59,22 @@ async def resume_task(facade: State, tenant: Tenant, id: str) -> schemas.Resumed
     return schemas.Resumed()
 
 
-@router.get("/tasks/{id}/runs", response_model=list[schemas.Run], responses=NOT_FOUND,
-            summary="Recent runs of a task (Stan addition)")
+@router.get(
+    "/tasks/{id}/runs",
+    response_model=list[schemas.Run],
+    responses=NOT_FOUND,
+    summary="Recent runs of a task (Stan addition)",
+)
 async def task_runs(facade: State, tenant: Tenant, id: str) -> list[schemas.Run]:
     return tasks.recent_runs(facade, tenant.namespace, id)
 
 
-@router.post("/tasks/{id}/run", response_model=schemas.RunTriggered,
-             responses={**NOT_FOUND, 504: {"model": schemas.Error, "description": "The operator did not answer"}},
-             summary="Run a task now (Stan addition)")
+@router.post(
+    "/tasks/{id}/run",
+    response_model=schemas.RunTriggered,
+    responses={**NOT_FOUND, 504: {"model": schemas.Error, "description": "The operator did not answer"}},
+    summary="Run a task now (Stan addition)",
+)
 async def run_task(facade: State, tenant: Tenant, id: str) -> schemas.RunTriggered:
     return await tasks.run_now(facade, tenant.namespace, id)
 

@@ -5,6 +5,7 @@ operator; Job-backed actions, named in the operator's configuration, run a
 container as a batch/v1 Job owned by the task, which is how work scales out
 across a cluster.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from kubernetes_asyncio import client
 
-from stan_operator import config, models
+from stan_core import config, models
 
 
 @dataclasses.dataclass(frozen=True)

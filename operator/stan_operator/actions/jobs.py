@@ -5,6 +5,7 @@ most one Job even across operator restarts: a second create meets
 AlreadyExists and waits for the existing Job instead. The run's result follows
 the Job's terminal condition, which a watch on Stan's Jobs delivers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ import hashlib
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import config, models
+from stan_core import config, models
 from stan_operator.actions import Outcome, RunContext
 
 TASK_UID_LABEL = "stan.dev/task-uid"
@@ -30,7 +31,7 @@ def job_name(task_name: str, scheduled_at: float) -> str:
     if len(task_name) + len(suffix) <= MAX_NAME:
         return task_name + suffix
     digest = hashlib.sha256(task_name.encode()).hexdigest()[:8]
-    return f"{task_name[:MAX_NAME - len(suffix) - 9].rstrip('-.')}-{digest}{suffix}"
+    return f"{task_name[: MAX_NAME - len(suffix) - 9].rstrip('-.')}-{digest}{suffix}"
 
 
 def terminal_outcome(job: dict) -> Outcome | None:
@@ -104,20 +105,32 @@ class JobAction:
             "backoffLimit": self.container.backoffLimit,
             "template": {
                 "metadata": {"labels": {TASK_LABEL: context.name}},
-                "spec": {"restartPolicy": "Never", "containers": [container],
-                         "automountServiceAccountToken": self.container.automountServiceAccountToken},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container],
+                    "automountServiceAccountToken": self.container.automountServiceAccountToken,
+                },
             },
         }
         if self.container.activeDeadlineSeconds:
             spec["activeDeadlineSeconds"] = self.container.activeDeadlineSeconds
         return {
-            "apiVersion": "batch/v1", "kind": "Job",
+            "apiVersion": "batch/v1",
+            "kind": "Job",
             "metadata": {
-                "name": name, "namespace": context.namespace,
+                "name": name,
+                "namespace": context.namespace,
                 "labels": {TASK_LABEL: context.name, TASK_UID_LABEL: context.uid},
                 "annotations": {SCHEDULED_ANNOTATION: models.format_timestamp(context.scheduled_at)},
-                "ownerReferences": [{"apiVersion": models.API_VERSION, "kind": models.STAN_TASK.kind,
-                                     "name": context.name, "uid": context.uid, "controller": True}],
+                "ownerReferences": [
+                    {
+                        "apiVersion": models.API_VERSION,
+                        "kind": models.STAN_TASK.kind,
+                        "name": context.name,
+                        "uid": context.uid,
+                        "controller": True,
+                    }
+                ],
             },
             "spec": spec,
         }
@@ -125,8 +138,7 @@ class JobAction:
     async def __call__(self, context: RunContext) -> Outcome:
         name = job_name(context.name, context.scheduled_at.timestamp())
         try:
-            await client.BatchV1Api(context.api).create_namespaced_job(context.namespace,
-                                                                       self.manifest(context, name))
+            await client.BatchV1Api(context.api).create_namespaced_job(context.namespace, self.manifest(context, name))
         except ApiException as error:
             if error.status != 409:
                 return Outcome(models.RunResult.FAILED, f"could not create Job {name}: {error.reason}")

@@ -4,6 +4,7 @@ A registry holds the built-in checks and those that other packages add
 through the ``stan.checks`` entry-point group. ``runner`` runs a selection
 with a time limit each, so that one slow or broken check never stops the rest.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,7 @@ from typing import Protocol
 
 from kubernetes_asyncio import client
 
-from stan_operator import config, models
+from stan_core import config, models
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """The built-in checks, each reading the real state of the tenant's namespace."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,8 @@ import decimal
 import aiohttp
 from kubernetes_asyncio import client
 
-from stan_operator import audit, models
+from stan_core import models
+from stan_operator import audit
 from stan_operator.checks import CheckContext, Finding, quantity
 
 OK, WARN, ERROR = models.CheckStatus.OK, models.CheckStatus.WARN, models.CheckStatus.ERROR
@@ -22,8 +24,9 @@ def _plural(count: int, noun: str) -> str:
 
 async def workflows(context: CheckContext) -> Finding:
     """Failed last runs are errors; active tasks whose next run is long overdue are warnings."""
-    found = audit.findings(audit.statuses(await audit.list_tasks(context.api, context.namespace)),
-                           datetime.datetime.now(datetime.timezone.utc))
+    found = audit.findings(
+        audit.statuses(await audit.list_tasks(context.api, context.namespace)), datetime.datetime.now(datetime.UTC)
+    )
     if found.failed:
         return Finding(ERROR, f"{_plural(len(found.failed), 'workflow')} failed", found.failed + found.overdue)
     if found.overdue:
@@ -91,7 +94,7 @@ async def models_check(context: CheckContext) -> Finding:
     timeout = aiohttp.ClientTimeout(total=min(MODEL_PROBE_SECONDS, context.configuration.checkTimeoutSeconds / 2))
     async with aiohttp.ClientSession(timeout=timeout) as session:
         answers = await asyncio.gather(*(_probe(session, model.healthUrl) for model in probes if model.healthUrl))
-    problems += [f"model {model.id}: {answer}" for model, answer in zip(probes, answers) if answer]
+    problems += [f"model {model.id}: {answer}" for model, answer in zip(probes, answers, strict=True) if answer]
     if problems:
         return Finding(ERROR, f"{_plural(len(problems), 'model problem')}", tuple(problems))
     return Finding(OK, f"All {_plural(len(catalog), 'model')} available")

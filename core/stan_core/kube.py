@@ -1,6 +1,7 @@
 """One way to reach the Kubernetes API from asyncio code: kubernetes_asyncio,
 configured from ``KUBECONFIG`` (or ``~/.kube/config``) outside a cluster and
 from the service account inside one."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,11 +15,10 @@ from typing import Any, TypeVar
 import aiohttp
 import aiohttp.helpers
 import yarl
-
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import models
+from stan_core import models
 
 MERGE_PATCH = "application/merge-patch+json"
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
@@ -34,8 +34,9 @@ async def api_client() -> client.ApiClient:
         return _without_environment_lookups(client.ApiClient())
     configuration = client.Configuration()
     # Read KUBECONFIG now: kubernetes_asyncio's default is fixed when it is imported.
-    await config.load_kube_config(config_file=os.environ.get("KUBECONFIG", "~/.kube/config"),
-                                  client_configuration=configuration)
+    await config.load_kube_config(
+        config_file=os.environ.get("KUBECONFIG", "~/.kube/config"), client_configuration=configuration
+    )
     return _without_environment_lookups(client.ApiClient(configuration))
 
 
@@ -92,9 +93,25 @@ async def with_retries(call: Callable[[], Awaitable[Result]], *, give_up_after: 
         pause = min(pause * 2, 5.0)
 
 
-async def patch_status(api: client.ApiClient, resource: models.Resource, namespace: str, name: str,
-                       patch: dict | list, *, give_up_after: float = GIVE_UP_SECONDS) -> dict:
+async def patch_status(
+    api: client.ApiClient,
+    resource: models.Resource,
+    namespace: str,
+    name: str,
+    patch: dict | list,
+    *,
+    give_up_after: float = GIVE_UP_SECONDS,
+) -> dict:
     """A merge patch (dict) or a JSON patch (list) of the status subresource, riding out outages."""
-    return await with_retries(lambda: custom_objects(api).patch_namespaced_custom_object_status(
-        models.GROUP, models.VERSION, namespace, resource.plural, name, patch,
-        _content_type=JSON_PATCH if isinstance(patch, list) else MERGE_PATCH), give_up_after=give_up_after)
+    return await with_retries(
+        lambda: custom_objects(api).patch_namespaced_custom_object_status(
+            models.GROUP,
+            models.VERSION,
+            namespace,
+            resource.plural,
+            name,
+            patch,
+            _content_type=JSON_PATCH if isinstance(patch, list) else MERGE_PATCH,
+        ),
+        give_up_after=give_up_after,
+    )

@@ -7,6 +7,7 @@ a heartbeat that checked nothing. So, as the CRDs come from the resource models,
 ``properties.config`` of ``values.schema.json`` come from the configuration model, and a
 test fails when either differs from what this module writes.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,15 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from stan_operator import config, crdgen
+from stan_core import config, crdgen
 
 WIDTH = 100
 """Comments in values.yaml wrap here; values.schema.json keeps a value on one line while it fits."""
 
-CONFIG_DESCRIPTION = ("The operator configuration (STAN_CONFIG), rendered into a ConfigMap. Generated from "
-                      "stan_operator.config.OperatorConfig by `stan generate`.")
+CONFIG_DESCRIPTION = (
+    "The operator configuration (STAN_CONFIG), rendered into a ConfigMap. Generated from "
+    "stan_core.config.OperatorConfig by `stan generate`."
+)
 
 _CONFIG_BLOCK = re.compile(r"^config:.*\n(?: .*\n)*", re.MULTILINE)
 """The top-level ``config:`` key of values.yaml and every indented line under it."""
@@ -41,8 +44,11 @@ def _for_helm(node: Any) -> Any:
         return [_for_helm(item) for item in node]
     if not isinstance(node, dict):
         return node
-    schema = {key: {name: _for_helm(field) for name, field in value.items()} if key == "properties"
-              else _for_helm(value) for key, value in node.items() if key != "title"}
+    schema = {
+        key: {name: _for_helm(field) for name, field in value.items()} if key == "properties" else _for_helm(value)
+        for key, value in node.items()
+        if key != "title"
+    }
     if isinstance(schema.get("description"), str):
         schema["description"] = " ".join(schema["description"].split())
     variants = schema.get("anyOf", [])
@@ -75,8 +81,10 @@ def _flow(value: Any) -> str:
 
 
 def _comment(text: str, indent: str, hanging: str = "") -> list[str]:
-    return [f"{indent}# {line}" for line in
-            textwrap.wrap(text, WIDTH - len(indent) - 2, subsequent_indent=hanging, break_on_hyphens=False)]
+    return [
+        f"{indent}# {line}"
+        for line in textwrap.wrap(text, WIDTH - len(indent) - 2, subsequent_indent=hanging, break_on_hyphens=False)
+    ]
 
 
 def _field_comment(field: FieldInfo, indent: str) -> list[str]:
@@ -89,8 +97,9 @@ def _field_comment(field: FieldInfo, indent: str) -> list[str]:
         return lines
     lines.append(f"{indent}# Each entry:")
     for name, item in nested.model_fields.items():
-        default = ("Required." if item.is_required()
-                   else f"Default: {_flow(item.get_default(call_default_factory=True))}.")
+        default = (
+            "Required." if item.is_required() else f"Default: {_flow(item.get_default(call_default_factory=True))}."
+        )
         text = " ".join(part for part in (item.description, default) if part)
         lines += _comment(f"  {item.alias or name}: {text}", indent, hanging="    ")
     return lines

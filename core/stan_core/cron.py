@@ -7,15 +7,17 @@ instant after the gap. In the hour that fall-back repeats, a schedule with a
 fixed hour runs once, while one whose hour field is ``*`` keeps its interval
 (Vixie cron's rule), so nothing fires twice for the same wall-clock time.
 """
+
 from __future__ import annotations
 
 import datetime
 import functools
 import zoneinfo
+
 from croniter import croniter
 from croniter.croniter import CroniterError
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 STANDARD_FIELDS = 5
 SECONDS_FIELDS = 6
 
@@ -53,16 +55,16 @@ def _unknown_zone(name: str, zones: frozenset[str]) -> str:
     return f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
 
 
-def _iterator(expression: str, tz: zoneinfo.ZoneInfo, start: datetime.datetime, *,
-              allow_seconds: bool) -> croniter:
+def _iterator(expression: str, tz: zoneinfo.ZoneInfo, start: datetime.datetime, *, allow_seconds: bool) -> croniter:
     fields = expression.split()
     allowed = (STANDARD_FIELDS, SECONDS_FIELDS) if allow_seconds else (STANDARD_FIELDS,)
     if len(fields) not in allowed:
         expected = "5 fields (minute hour day-of-month month day-of-week)"
         if allow_seconds:
             expected += ", or 6 with seconds first"
-        raise ScheduleError("schedule", f"invalid cron expression {expression!r}: expected {expected}, "
-                                        f"got {len(fields)}")
+        raise ScheduleError(
+            "schedule", f"invalid cron expression {expression!r}: expected {expected}, got {len(fields)}"
+        )
     try:
         return croniter(expression, start.astimezone(tz), second_at_beginning=len(fields) == SECONDS_FIELDS)
     except CroniterError as error:
@@ -83,8 +85,9 @@ def _repeats_wall_time(expression: str, tick: datetime.datetime, tz: zoneinfo.Zo
     return hour != "*" and ambiguous and local.fold == 1
 
 
-def _step(expression: str, time_zone: str, start: datetime.datetime, *, forward: bool,
-          allow_seconds: bool) -> datetime.datetime:
+def _step(
+    expression: str, time_zone: str, start: datetime.datetime, *, forward: bool, allow_seconds: bool
+) -> datetime.datetime:
     tz = zone(time_zone)
     iterator = _iterator(expression, tz, start, allow_seconds=allow_seconds)
     try:
@@ -96,14 +99,17 @@ def _step(expression: str, time_zone: str, start: datetime.datetime, *, forward:
         raise ScheduleError("schedule", f"cron expression {expression!r} never fires") from None
 
 
-def next_tick(expression: str, time_zone: str, after: datetime.datetime, *,
-              allow_seconds: bool = False) -> datetime.datetime:
+def next_tick(
+    expression: str, time_zone: str, after: datetime.datetime, *, allow_seconds: bool = False
+) -> datetime.datetime:
     """The first tick strictly after ``after``, in UTC."""
     return _step(expression, time_zone, after, forward=True, allow_seconds=allow_seconds)
 
 
-def previous_tick(expression: str, time_zone: str, at: datetime.datetime, *,
-                  allow_seconds: bool = False) -> datetime.datetime:
+def previous_tick(
+    expression: str, time_zone: str, at: datetime.datetime, *, allow_seconds: bool = False
+) -> datetime.datetime:
     """The latest tick at or before ``at``, in UTC."""
-    return _step(expression, time_zone, at + datetime.timedelta(microseconds=1), forward=False,
-                 allow_seconds=allow_seconds)
+    return _step(
+        expression, time_zone, at + datetime.timedelta(microseconds=1), forward=False, allow_seconds=allow_seconds
+    )

@@ -10,6 +10,7 @@ never left behind. Should ``stan run`` itself be killed, the kernel kills the
 children (see ``stan_controlplane.processes``), and the next start cleans up
 what outlives them (a node's containers, see ``stan_controlplane.host``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from stan_controlplane import build, cluster, node, processes
-from stan_operator import install
+from stan_core import install
 
 STAGE_GRACE_PERIOD = 5.0
 """Stages stop in turn (operator and API, then the cluster's: kubelet, containerd, scheduler, controller
@@ -96,15 +97,17 @@ def _stan(*args: str) -> list[str]:
 
 def _banner(api_port: int, kubeconfig: str) -> str:
     kubectl = shutil.which("kubectl") or str(build.binary_path("kubectl"))
-    return "\n".join([
-        "",
-        "Stan is running. Ctrl-C stops it.",
-        f"  API:        http://127.0.0.1:{api_port}/api/v1/stan  (docs: http://127.0.0.1:{api_port}/docs)",
-        f"  kubeconfig: {kubeconfig}",
-        f"  kubectl:    KUBECONFIG={kubeconfig} {kubectl} get stantasks -A",
-        f"  API key:    KUBECONFIG={kubeconfig} .venv/bin/stan apikey create --user you --scopes stan:execute",
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            "Stan is running. Ctrl-C stops it.",
+            f"  API:        http://127.0.0.1:{api_port}/api/v1/stan  (docs: http://127.0.0.1:{api_port}/docs)",
+            f"  kubeconfig: {kubeconfig}",
+            f"  kubectl:    KUBECONFIG={kubeconfig} {kubectl} get stantasks -A",
+            f"  API key:    KUBECONFIG={kubeconfig} .venv/bin/stan apikey create --user you --scopes stan:execute",
+            "",
+        ]
+    )
 
 
 def _supervise(children: dict[str, subprocess.Popen[bytes]], output: OutputWatch) -> int:
@@ -128,11 +131,19 @@ def run(project_root: Path, api_port: int) -> int:
             state_dir = Path(os.environ.get("STAN_HOME", project_root / ".stan"))
             plane = cluster.start(state_dir / "local", with_node=node.wanted())
             os.environ["KUBECONFIG"] = str(plane.kubeconfig)
-        for name in asyncio.run(install.apply_crds_to_current_cluster(project_root / "crds")):
+        for name in asyncio.run(install.apply_crds_to_current_cluster()):
             _say(f"==> CRD {name} established")
-        children["operator"] = processes.spawn(_stan(
-            "operator", "--webhook-listen", "127.0.0.1", "--webhook-port", str(processes.free_port()),
-            "--liveness", f"http://127.0.0.1:{processes.free_port()}/healthz"))
+        children["operator"] = processes.spawn(
+            _stan(
+                "operator",
+                "--webhook-listen",
+                "127.0.0.1",
+                "--webhook-port",
+                str(processes.free_port()),
+                "--liveness",
+                f"http://127.0.0.1:{processes.free_port()}/healthz",
+            )
+        )
         children["api"] = processes.spawn(_stan("api", "--port", str(api_port)))
         _say(_banner(api_port, os.environ["KUBECONFIG"]))
         return _supervise(children, output)

@@ -1,23 +1,25 @@
-"""Install Stan's CRDs into a cluster and wait until the API server serves them."""
+"""Install Stan's CRDs into a cluster and wait until the API server serves them.
+
+The CRDs come from the models, not from files, so an installed wheel applies the same CRDs as a
+source tree (whose ``crds/`` a test holds to the models)."""
+
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_operator import kube
+from stan_core import crdgen, kube, models
 
 ESTABLISH_TIMEOUT = 60.0
 
 
-async def apply_crds(api: client.ApiClient, directory: Path) -> list[str]:
-    """Create or replace every CRD in ``directory``; return their names once Established and served."""
+async def apply_crds(api: client.ApiClient) -> list[str]:
+    """Create or replace every CRD of Stan's; return their names once Established and served."""
     extensions = client.ApiextensionsV1Api(api)
     names = []
-    manifests = [yaml.safe_load(path.read_text()) for path in sorted(directory.glob("*.yaml"))]
+    manifests = [crdgen.crd(resource) for resource in models.RESOURCES]
     for manifest in manifests:
         name = manifest["metadata"]["name"]
         try:
@@ -30,16 +32,20 @@ async def apply_crds(api: client.ApiClient, directory: Path) -> list[str]:
             manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
             await extensions.replace_custom_resource_definition(name, manifest)
         names.append(name)
-    await asyncio.wait_for(asyncio.gather(*(_established(extensions, name) for name in names),
-                                          *(_served(api, manifest) for manifest in manifests)), ESTABLISH_TIMEOUT)
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(_established(extensions, name) for name in names), *(_served(api, manifest) for manifest in manifests)
+        ),
+        ESTABLISH_TIMEOUT,
+    )
     return names
 
 
-async def apply_crds_to_current_cluster(directory: Path) -> list[str]:
+async def apply_crds_to_current_cluster() -> list[str]:
     """``apply_crds`` with the cluster of ``KUBECONFIG`` (or the service account's)."""
     api = await kube.api_client()
     async with api:
-        return await apply_crds(api, directory)
+        return await apply_crds(api)
 
 
 async def _established(extensions: client.ApiextensionsV1Api, name: str) -> None:
@@ -58,7 +64,8 @@ async def _served(api: client.ApiClient, manifest: dict) -> None:
     while True:
         try:
             await kube.custom_objects(api).list_cluster_custom_object(
-                spec["group"], spec["versions"][0]["name"], spec["names"]["plural"], limit=1)
+                spec["group"], spec["versions"][0]["name"], spec["names"]["plural"], limit=1
+            )
             return
         except ApiException as error:
             if error.status not in (404, 429, 503):

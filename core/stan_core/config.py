@@ -4,6 +4,7 @@ It names what varies between installations: the Job-backed actions, the model
 catalog, the heartbeat defaults for tenants that have none yet. The file's path
 comes from ``STAN_CONFIG``; without it every default applies.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from stan_operator import models
+from stan_core import models
 
 
 class JobAction(models.Model):
@@ -27,63 +28,83 @@ class JobAction(models.Model):
     command: list[str] = Field(default_factory=list, description="The entrypoint; empty keeps the image's.")
     args: list[str] = Field(default_factory=list, description="Its arguments; empty keeps the image's.")
     env: list[dict[str, Any]] = Field(
-        default_factory=list, description="core/v1 EnvVar objects, after STAN_TASK_ID, STAN_ACTION, STAN_MODEL_ID, "
-                                          "STAN_SCHEDULED_AT and STAN_RUN_ID.")
+        default_factory=list,
+        description="core/v1 EnvVar objects, after STAN_TASK_ID, STAN_ACTION, STAN_MODEL_ID, "
+        "STAN_SCHEDULED_AT and STAN_RUN_ID.",
+    )
     resources: dict[str, Any] = Field(default_factory=dict, description="core/v1 ResourceRequirements.")
     backoffLimit: int = Field(default=0, ge=0, description="Retries before the run counts as failed.")
     activeDeadlineSeconds: int | None = Field(
-        default=None, ge=1, description="The run fails when the Job runs longer; null for no limit.")
+        default=None, ge=1, description="The run fails when the Job runs longer; null for no limit."
+    )
     securityContext: dict[str, Any] = Field(
-        default_factory=lambda: {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        default_factory=lambda: {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         description="core/v1 SecurityContext of the container, replacing the default as a whole. The default is "
-                    "the restricted Pod Security Standard's, so the image must run as a non-root user: a numeric "
-                    "USER in the image, or runAsUser here.")
+        "the restricted Pod Security Standard's, so the image must run as a non-root user: a numeric "
+        "USER in the image, or runAsUser here.",
+    )
     automountServiceAccountToken: bool = Field(
         default=False,
         description="Mount the token of the namespace's default ServiceAccount into the Pod. Off: an action that "
-                    "does not call the Kubernetes API should hold no credential for it.")
+        "does not call the Kubernetes API should hold no credential for it.",
+    )
 
 
 class CatalogModel(models.Model):
     id: str = Field(min_length=1, description="The id tasks name in modelId.")
-    healthUrl: str | None = Field(default=None, description="Probed by the heartbeat's models check; "
-                                                            "null for a model without one.")
+    healthUrl: str | None = Field(
+        default=None, description="Probed by the heartbeat's models check; null for a model without one."
+    )
 
 
 class Limits(models.Model):
     """What one client or tenant may ask of the REST facade; the defaults are never met by a real client."""
 
     maxConcurrentRequests: int = Field(
-        default=64, ge=1, description="Requests the facade serves at once; more wait for a place.")
+        default=64, ge=1, description="Requests the facade serves at once; more wait for a place."
+    )
     requestsPerSecondPerKey: float = Field(
-        default=50.0, gt=0, description="Each API key's sustained rate; above it the answer is 429.")
+        default=50.0, gt=0, description="Each API key's sustained rate; above it the answer is 429."
+    )
     burstPerKey: int = Field(default=200, ge=1, description="Requests an API key may make at once after a pause.")
     failedAuthenticationsPerMinute: int = Field(
-        default=30, ge=1,
-        description="Failed authentications one client address may make in a minute before it gets 429.")
+        default=30,
+        ge=1,
+        description="Failed authentications one client address may make in a minute before it gets 429.",
+    )
     tasksPerTenant: int | None = Field(
-        default=1000, ge=1,
+        default=1000,
+        ge=1,
         description="StanTasks a tenant may create through the REST API; null for no limit. "
-                    "For kubectl, a ResourceQuota on count/stantasks.stan.dev sets the same bound.")
+        "For kubectl, a ResourceQuota on count/stantasks.stan.dev sets the same bound.",
+    )
 
 
 class OperatorConfig(models.Model):
     jobActions: dict[str, JobAction] = Field(
-        default_factory=dict, description="Actions that run as a batch/v1 Job per tick, by action name.")
+        default_factory=dict, description="Actions that run as a batch/v1 Job per tick, by action name."
+    )
     modelCatalog: list[CatalogModel] = Field(
-        default_factory=list, description="When set, tasks must name one of these models in modelId.")
+        default_factory=list, description="When set, tasks must name one of these models in modelId."
+    )
     heartbeatDefaults: models.StanHeartbeatSpec = Field(
         default_factory=models.StanHeartbeatSpec,
-        description="The heartbeat of a tenant that has none yet, as API keys onboard it.")
+        description="The heartbeat of a tenant that has none yet, as API keys onboard it.",
+    )
     allowSecondSchedules: bool = Field(
         default=False,
         description="Accept 6-field cron expressions with a leading seconds field. Off for users; "
-                    "tests turn it on to see many ticks quickly.")
+        "tests turn it on to see many ticks quickly.",
+    )
     checkTimeoutSeconds: float = Field(default=10.0, gt=0, description="Each heartbeat check's time limit.")
     heartbeatMinuteSeconds: float = Field(
-        default=60.0, gt=0,
-        description="The length of one minute of intervalMinutes; tests shorten it.")
+        default=60.0, gt=0, description="The length of one minute of intervalMinutes; tests shorten it."
+    )
     limits: Limits = Field(default_factory=Limits, description="Rate limits and quotas of the REST facade.")
 
 

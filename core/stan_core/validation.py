@@ -4,6 +4,7 @@ One function serves the admission webhook (a refused ``kubectl apply``), the
 operator (a Ready=False condition for objects that got in without the webhook)
 and the REST facade (HTTP 422), so all three give the same reasons.
 """
+
 from __future__ import annotations
 
 import collections
@@ -14,9 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pydantic
 
-from stan_operator import config, cron, models
-from stan_operator.actions import registry
-from stan_operator.checks import registry as checks_registry
+from stan_core import catalog, config, cron, models
 
 log = logging.getLogger(__name__)
 Spec = TypeVar("Spec", bound=models.Model)
@@ -39,13 +38,18 @@ def describe(errors: list[FieldError]) -> str:
 
 
 def pydantic_errors(error: pydantic.ValidationError, prefix: str = "") -> list[FieldError]:
-    return [FieldError(prefix + ".".join(str(part) for part in item["loc"]) or prefix.rstrip("."),
-                       item["msg"].removeprefix(PYDANTIC_VALUE_ERROR))
-            for item in error.errors()]
+    return [
+        FieldError(
+            prefix + ".".join(str(part) for part in item["loc"]) or prefix.rstrip("."),
+            item["msg"].removeprefix(PYDANTIC_VALUE_ERROR),
+        )
+        for item in error.errors()
+    ]
 
 
-def guarded(check: Callable[Arguments, tuple[Spec | None, list[FieldError]]], *args: Arguments.args,
-            **kwargs: Arguments.kwargs) -> tuple[Spec | None, list[FieldError]]:
+def guarded(
+    check: Callable[Arguments, tuple[Spec | None, list[FieldError]]], *args: Arguments.args, **kwargs: Arguments.kwargs
+) -> tuple[Spec | None, list[FieldError]]:
     """``check(*args, **kwargs)``, with an exception from it answered as a refusal of the whole spec.
 
     The checks answer every input with reasons (tests/test_validation_properties.py drives them
@@ -78,12 +82,12 @@ def task_spec(raw: Any, configuration: config.OperatorConfig) -> tuple[models.St
         cron.validate(spec.schedule, time_zone, allow_seconds=configuration.allowSecondSchedules)
     except cron.ScheduleError as error:
         errors.append(FieldError(error.field, error.reason))
-    available = registry.names(configuration)
+    available = catalog.action_names(configuration)
     if spec.action not in available:
         errors.append(FieldError("action", f"unknown action {spec.action!r}; available: {', '.join(available)}"))
-    catalog = [model.id for model in configuration.modelCatalog]
-    if catalog and spec.modelId not in catalog:
-        errors.append(FieldError("modelId", f"unknown model {spec.modelId!r}; available: {', '.join(catalog)}"))
+    model_ids = [model.id for model in configuration.modelCatalog]
+    if model_ids and spec.modelId not in model_ids:
+        errors.append(FieldError("modelId", f"unknown model {spec.modelId!r}; available: {', '.join(model_ids)}"))
     return (None if errors else spec), errors
 
 
@@ -98,7 +102,7 @@ def heartbeat_spec(raw: Any) -> tuple[models.StanHeartbeatSpec | None, list[Fiel
     except pydantic.ValidationError as error:
         return None, pydantic_errors(error)
     errors = []
-    available = checks_registry.names()
+    available = catalog.check_names()
     unknown = list(dict.fromkeys(name for name in spec.checks if name not in available))
     if unknown:
         errors.append(FieldError("checks", f"unknown {_checks(unknown)}; available: {', '.join(available)}"))

@@ -8,6 +8,7 @@ facade names the tasks it creates with random lowercase letters and digits.
 An id is stable for the object's lifetime; a task deleted and created again
 under the same name gets the same id back.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,7 +28,7 @@ def object_name(identifier: str) -> str | None:
     """The StanTask name behind an id, or None when the id cannot name one."""
     if not _ID.match(identifier):
         return None
-    return identifier[len(PREFIX):].replace("_", "-")
+    return identifier[len(PREFIX) :].replace("_", "-")
 
 
 def new_object_name() -> str:

@@ -1,5 +1,6 @@
 """Objects kept by (namespace, name), also found by namespace: the lookups that both the
 operator's scheduler and the facade's caches make, the second without scanning everything."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping

@@ -5,6 +5,7 @@ turns these models into the CRDs' ``openAPIV3Schema``, and the operator and
 the facade parse objects through them. Field names are camelCase, as the REST
 contract and Kubernetes conventions both want.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 def format_timestamp(value: datetime.datetime) -> str:
     """ISO 8601 in UTC with ``Z``, as the REST contract writes it; milliseconds only when present."""
-    value = value.astimezone(datetime.timezone.utc)
+    value = value.astimezone(datetime.UTC)
     if value.microsecond:
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -32,12 +33,12 @@ def _in_utc(value: datetime.datetime) -> datetime.datetime:
     """Every parsed timestamp in ``datetime.timezone.utc``: datetimes whose tzinfo objects differ
     (pydantic's own UTC against the standard one) compare through Python-level ``utcoffset`` calls,
     and audits compare thousands a tick."""
-    return value.replace(tzinfo=datetime.timezone.utc) if value.tzinfo is None else value.astimezone(
-        datetime.timezone.utc)
+    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value.astimezone(datetime.UTC)
 
 
-Timestamp = Annotated[datetime.datetime, AfterValidator(_in_utc),
-                      PlainSerializer(format_timestamp, return_type=str, when_used="json")]
+Timestamp = Annotated[
+    datetime.datetime, AfterValidator(_in_utc), PlainSerializer(format_timestamp, return_type=str, when_used="json")
+]
 
 
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -48,8 +49,10 @@ them can rewrite a terminal (ANSI escapes), forge lines in logs, or display othe
 def _printable(value: str) -> str:
     found = _UNPRINTABLE.search(value)
     if found:
-        raise ValueError(f"must not contain control or bidirectional-override characters "
-                         f"(U+{ord(found.group()):04X} at position {found.start()})")
+        raise ValueError(
+            f"must not contain control or bidirectional-override characters "
+            f"(U+{ord(found.group()):04X} at position {found.start()})"
+        )
     return value
 
 
@@ -96,15 +99,23 @@ class StanTaskSpec(Model):
     schedule: Text = Field(min_length=1, max_length=253, description="Cron expression controlling when the task runs.")
     modelId: Text = Field(min_length=1, max_length=253, description="Model used to execute the task.")
     paused: bool = Field(default=False, description="A paused task keeps its configuration but does not fire.")
-    timeZone: Text = Field(default="UTC", min_length=1, max_length=64,
-                          description="IANA time zone the schedule is read in, e.g. Europe/Berlin.")
+    timeZone: Text = Field(
+        default="UTC",
+        min_length=1,
+        max_length=64,
+        description="IANA time zone the schedule is read in, e.g. Europe/Berlin.",
+    )
     concurrencyPolicy: ConcurrencyPolicy = Field(
         default=ConcurrencyPolicy.ALLOW,
-        description="Allow, Forbid (skip a tick while a run is active) or Replace (stop the active run).")
+        description="Allow, Forbid (skip a tick while a run is active) or Replace (stop the active run).",
+    )
     startingDeadlineSeconds: int = Field(
-        default=300, ge=0, le=86400,
+        default=300,
+        ge=0,
+        le=86400,
         description="How late a missed tick (for example across an operator restart) may still run; "
-                    "a tick missed by more is recorded as skipped.")
+        "a tick missed by more is recorded as skipped.",
+    )
     runHistoryLimit: int = Field(default=10, ge=1, le=100, description="How many recent runs status keeps.")
 
 
@@ -126,10 +137,12 @@ class StanTaskStatus(Model):
     lastScheduledAt: Timestamp | None = Field(
         default=None,
         description="Ticks up to this instant are accounted for (run, or recorded as skipped). "
-                    "Written before a run starts, so that a restarted operator never runs a tick twice.")
+        "Written before a run starts, so that a restarted operator never runs a tick twice.",
+    )
     lastRun: Run | None = None
-    lastRunRequest: str | None = Field(default=None,
-                                       description="The latest on-demand run request (annotation) answered.")
+    lastRunRequest: str | None = Field(
+        default=None, description="The latest on-demand run request (annotation) answered."
+    )
     recentRuns: list[Run] = Field(default_factory=list, description="Newest first, at most runHistoryLimit.")
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None
@@ -142,8 +155,10 @@ MAX_CHECKS = 64
 class StanHeartbeatSpec(Model):
     enabled: bool = Field(default=True, description="Whether the heartbeat runs on its interval.")
     checks: list[Annotated[Text, Field(min_length=1, max_length=253)]] = Field(
-        default_factory=lambda: ["workflows", "deployments", "credits"], max_length=MAX_CHECKS,
-        description="Check names to run each tick, each at most once.")
+        default_factory=lambda: ["workflows", "deployments", "credits"],
+        max_length=MAX_CHECKS,
+        description="Check names to run each tick, each at most once.",
+    )
     intervalMinutes: int = Field(default=30, ge=5, le=10080, description="Run interval in minutes (minimum: 5).")
 
 
@@ -187,7 +202,8 @@ class StanAPIKeySpec(Model):
 
 class StanAPIKeyStatus(Model):
     lastUsedAt: Timestamp | None = Field(
-        default=None, description="The key's latest use, written at most once a minute per key.")
+        default=None, description="The key's latest use, written at most once a minute per key."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,8 +243,11 @@ class Resource:
 AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
 
 STAN_TASK = Resource(
-    kind="StanTask", plural="stantasks", short_names=("st", "stask"),
-    spec=StanTaskSpec, status=StanTaskStatus,
+    kind="StanTask",
+    plural="stantasks",
+    short_names=("st", "stask"),
+    spec=StanTaskSpec,
+    status=StanTaskStatus,
     columns=(
         PrinterColumn("Schedule", ".spec.schedule"),
         PrinterColumn("Action", ".spec.action"),
@@ -243,8 +262,11 @@ STAN_TASK = Resource(
 )
 
 STAN_HEARTBEAT = Resource(
-    kind="StanHeartbeat", plural="stanheartbeats", short_names=("shb",),
-    spec=StanHeartbeatSpec, status=StanHeartbeatStatus,
+    kind="StanHeartbeat",
+    plural="stanheartbeats",
+    short_names=("shb",),
+    spec=StanHeartbeatSpec,
+    status=StanHeartbeatStatus,
     columns=(
         PrinterColumn("Enabled", ".spec.enabled", "boolean"),
         PrinterColumn("Interval", ".spec.intervalMinutes", "integer"),
@@ -255,8 +277,11 @@ STAN_HEARTBEAT = Resource(
 )
 
 STAN_API_KEY = Resource(
-    kind="StanAPIKey", plural="stanapikeys", short_names=("sak",),
-    spec=StanAPIKeySpec, status=StanAPIKeyStatus,
+    kind="StanAPIKey",
+    plural="stanapikeys",
+    short_names=("sak",),
+    spec=StanAPIKeySpec,
+    status=StanAPIKeyStatus,
     columns=(
         PrinterColumn("User", ".spec.user"),
         PrinterColumn("Tenant", ".spec.tenant"),

@@ -5,6 +5,7 @@ structural schemas forbid ``$ref`` and ``anyOf`` with null, and titles are
 noise in ``kubectl explain``. This module inlines references, turns optional
 fields into ``nullable``, and drops what Kubernetes does not accept.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from stan_operator import models
+from stan_core import models
 
 _DROPPED_KEYS = {"title"}
 
@@ -78,31 +79,35 @@ def crd(resource: models.Resource) -> dict[str, Any]:
                 "shortNames": list(resource.short_names),
                 "categories": ["stan"],
             },
-            "versions": [{
-                "name": models.VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [column.to_crd() for column in resource.columns],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": resource.spec.__doc__ or f"{resource.kind} is a Stan resource.",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": schema_of(resource.spec),
-                        "status": schema_of(resource.status),
+            "versions": [
+                {
+                    "name": models.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [column.to_crd() for column in resource.columns],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": resource.spec.__doc__ or f"{resource.kind} is a Stan resource.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": schema_of(resource.spec),
+                                "status": schema_of(resource.status),
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
 
 def render(resource: models.Resource) -> str:
-    header = "# Generated from stan_operator.models by `stan generate`; do not edit.\n"
+    header = "# Generated from stan_core.models by `stan generate`; do not edit.\n"
     return header + yaml.safe_dump(crd(resource), sort_keys=False, width=120)
 
 
