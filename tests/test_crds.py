@@ -1,12 +1,17 @@
-"""The committed CRDs are exactly what the models generate."""
+"""The committed CRDs are exactly what the models generate, and an installed wheel applies them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+from stan_controlplane import cluster
 from stan_core import crdgen, models
 
-CRDS = Path(__file__).resolve().parent.parent / "crds"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CRDS = PROJECT_ROOT / "crds"
 
 
 def test_committed_crds_match_the_models() -> None:
@@ -31,3 +36,36 @@ def test_schemas_are_structural() -> None:
 
     for resource in models.RESOURCES:
         walk(crdgen.crd(resource))
+
+
+def test_stan_crds_apply_works_from_an_installed_wheel(
+    control_plane: cluster.ControlPlane | None, tmp_path: Path
+) -> None:
+    """Built into a wheel and installed away from the source tree, ``stan crds apply`` finds the CRDs (they come
+    from the models, not from files), and the wheel holds none of the source tree's other folders."""
+    wheels, target = tmp_path / "wheels", tmp_path / "installed"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(PROJECT_ROOT)], check=True)
+    (wheel,) = wheels.glob("stan-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    # The installed packages come first on the path; the dependencies come from this virtualenv.
+    environment = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import stan_core.install; print(stan_core.install.__file__)"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.strip().startswith(str(target)), where.stdout
+    applied = subprocess.run(
+        [sys.executable, "-m", "stan_cli", "crds", "apply"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.split("\n")[:-1] == [f"established {resource.crd_name}" for resource in models.RESOURCES]

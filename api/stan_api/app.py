@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +15,7 @@ from stan_api.facade import Conflict, Facade, Invalid, NotFound, QuotaExceeded, 
 from stan_api.routes import console, heartbeat, overview, tasks
 from stan_core import config, validation
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": schemas.Error, "description": "Malformed request"},
     401: {"model": schemas.Error, "description": "Missing or unknown X-API-Key"},
     403: {

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -40,18 +39,12 @@ class ObjectCache:
     """The objects of one kind (in all namespaces, or one), as the API server last told."""
 
     def __init__(
-        self,
-        api: client.ApiClient,
-        name: str,
-        list_call: Callable[..., Awaitable[Any]],
-        render: Callable[[dict], bytes] | None = None,
-        **list_arguments: Any,
+        self, objects: kube.Objects, namespace: str | None = None, render: Callable[[dict], bytes] | None = None
     ) -> None:
-        """``render`` turns an object into the JSON a list answer shows of it, once per change."""
-        self.name = name
-        self._api = api
-        self._list_call = list_call
-        self._list_arguments = list_arguments
+        """The objects in ``namespace``, or in all; ``render`` turns an object into the JSON a list answer
+        shows of it, once per change."""
+        self.name = objects.resource.plural
+        self._list_call, self._list_arguments = objects.listing(namespace)
         self._objects: NamespacedIndex[dict] = NamespacedIndex()
         self._render = render
         self._rendered: NamespacedIndex[tuple[str, str, bytes]] = NamespacedIndex()

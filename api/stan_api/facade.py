@@ -93,7 +93,7 @@ def talking_to_cluster() -> Iterator[None]:
 
 def _message(error: ApiException) -> str:
     try:
-        return json.loads(error.body)["message"]
+        return str(json.loads(error.body or b"")["message"])
     except (TypeError, ValueError, KeyError):
         return str(error.reason)
 
@@ -114,36 +114,12 @@ class Facade:
     @classmethod
     async def start(cls) -> Facade:
         api = await kube.api_client()
-        objects = kube.custom_objects(api)
         facade = cls(
             api=api,
             configuration=config.load(),
-            tasks=cache.ObjectCache(
-                api,
-                "stantasks",
-                objects.list_cluster_custom_object,
-                render=views.summary_json,
-                group=models.GROUP,
-                version=models.VERSION,
-                plural=models.STAN_TASK.plural,
-            ),
-            heartbeats=cache.ObjectCache(
-                api,
-                "stanheartbeats",
-                objects.list_cluster_custom_object,
-                group=models.GROUP,
-                version=models.VERSION,
-                plural=models.STAN_HEARTBEAT.plural,
-            ),
-            api_keys=cache.ObjectCache(
-                api,
-                "api keys",
-                objects.list_namespaced_custom_object,
-                group=models.GROUP,
-                version=models.VERSION,
-                namespace=config.own_namespace(),
-                plural=models.STAN_API_KEY.plural,
-            ),
+            tasks=cache.ObjectCache(kube.Objects(api, models.STAN_TASK), render=views.summary_json),
+            heartbeats=cache.ObjectCache(kube.Objects(api, models.STAN_HEARTBEAT)),
+            api_keys=cache.ObjectCache(kube.Objects(api, models.STAN_API_KEY), namespace=config.own_namespace()),
             keys=auth.KeyIndex(),
             uses=auth.UseRecorder(lambda key_id, at: keystore.record_use(api, key_id, at)),
         )

@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from stan_api import schemas
 from stan_api.facade import Facade, Invalid, TimedOut, retrying_conflicts, talking_to_cluster
 from stan_core import catalog, kube, models, validation
@@ -38,6 +36,24 @@ def get_heartbeat(facade: Facade, namespace: str) -> schemas.Heartbeat:
     return _answer(_spec(facade, facade.heartbeats.get(namespace, models.HEARTBEAT_NAME)))
 
 
+def recent_runs(facade: Facade, namespace: str) -> list[schemas.HeartbeatRecord]:
+    """The tenant's latest heartbeat runs, newest first; none before its first run."""
+    facade.require_cluster()
+    body = facade.heartbeats.get(namespace, models.HEARTBEAT_NAME)
+    status = models.StanHeartbeatStatus.model_validate((body or {}).get("status") or {})
+    return [
+        schemas.HeartbeatRecord(
+            startedAt=run.startedAt,
+            durationSeconds=run.durationSeconds,
+            healthy=run.healthy,
+            checks={check: state.value for check, state in run.checks.items()},
+            issues=run.issues,
+            onDemand=run.runRequest is not None,
+        )
+        for run in status.recentRuns
+    ]
+
+
 def _pending_request(body: dict | None) -> str | None:
     """The run request the operator has not answered yet, if any."""
     if body is None:
@@ -52,29 +68,19 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
 
     A run request (in ``annotations``) is not written while another is pending: the object is
     returned as it is, and its pending request is the one to wait for."""
-    objects = kube.custom_objects(facade.api)
+    objects = kube.Objects(facade.api, models.STAN_HEARTBEAT)
 
     async def attempt() -> dict:
-        try:
-            current = await objects.get_namespaced_custom_object(
-                models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            current = None
-        if models.RUN_REQUEST_ANNOTATION in annotations and _pending_request(current):
+        current = await kube.unless_missing(objects.get(namespace, models.HEARTBEAT_NAME))
+        if current is not None and models.RUN_REQUEST_ANNOTATION in annotations and _pending_request(current):
             return current
         merged = {**_spec(facade, current).model_dump(mode="json"), **spec_changes}
         _, errors = validation.guarded(validation.heartbeat_spec, merged)
         if errors:
             raise Invalid(errors)
         if current is None:
-            return await objects.create_namespaced_custom_object(
-                models.GROUP,
-                models.VERSION,
+            return await objects.create(
                 namespace,
-                models.STAN_HEARTBEAT.plural,
                 {
                     "apiVersion": models.API_VERSION,
                     "kind": models.STAN_HEARTBEAT.kind,
@@ -82,17 +88,13 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
                     "spec": merged,
                 },
             )
-        return await objects.patch_namespaced_custom_object(
-            models.GROUP,
-            models.VERSION,
+        return await objects.patch(
             namespace,
-            models.STAN_HEARTBEAT.plural,
             models.HEARTBEAT_NAME,
             {
                 "metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "annotations": annotations},
                 "spec": spec_changes,
             },
-            _content_type=kube.MERGE_PATCH,
         )
 
     with talking_to_cluster():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_api import keys
 from stan_core import config, kube, models
@@ -37,12 +36,8 @@ async def _claim_namespace(api: client.ApiClient, name: str, user: str, shared: 
     """Create the namespace as ``user``'s, or mark an unmarked one so; refuse another user's unless ``shared``."""
     core = client.CoreV1Api(api)
     body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, annotations={OWNER_ANNOTATION: user}))
-    try:
-        await core.create_namespace(body)
+    if await kube.unless_conflict(core.create_namespace(body)) is not None:
         return
-    except ApiException as error:
-        if error.status != 409:
-            raise
     current = await kube.raw(core.read_namespace, name=name)
     owner = (current["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION)
     if owner is None:
@@ -62,11 +57,8 @@ async def _claim_namespace(api: client.ApiClient, name: str, user: str, shared: 
 
 
 async def _ensure_namespace(api: client.ApiClient, name: str) -> None:
-    try:
-        await client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    namespace = client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+    await kube.unless_conflict(client.CoreV1Api(api).create_namespace(namespace))
 
 
 async def _ensure_heartbeat(api: client.ApiClient, namespace: str, spec: models.StanHeartbeatSpec) -> None:
@@ -76,13 +68,7 @@ async def _ensure_heartbeat(api: client.ApiClient, namespace: str, spec: models.
         "metadata": {"name": models.HEARTBEAT_NAME},
         "spec": spec.model_dump(mode="json"),
     }
-    try:
-        await kube.custom_objects(api).create_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, body
-        )
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    await kube.unless_conflict(kube.Objects(api, models.STAN_HEARTBEAT).create(namespace, body))
 
 
 async def issue(
@@ -110,50 +96,27 @@ async def issue(
     if expires_in is not None:
         expires_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + expires_in
     spec = models.StanAPIKeySpec(user=user, tenant=tenant, scopes=scopes, sha256=digest, expiresAt=expires_at)
-    created = await kube.custom_objects(api).create_namespaced_custom_object(
-        models.GROUP, models.VERSION, config.own_namespace(), models.STAN_API_KEY.plural, keys.manifest(key_id, spec)
-    )
+    created = await kube.Objects(api, models.STAN_API_KEY).create(config.own_namespace(), keys.manifest(key_id, spec))
     stored = keys.parse(created)
     assert stored is not None
     return key, stored.principal
 
 
 async def list_keys(api: client.ApiClient) -> list[keys.Principal]:
-    listing = await kube.raw(
-        kube.custom_objects(api).list_namespaced_custom_object,
-        group=models.GROUP,
-        version=models.VERSION,
-        namespace=config.own_namespace(),
-        plural=models.STAN_API_KEY.plural,
-    )
+    listing = await kube.Objects(api, models.STAN_API_KEY).list_objects(config.own_namespace())
     found = [keys.parse(item) for item in listing["items"]]
     return sorted((stored.principal for stored in found if stored), key=lambda p: p.created_at)
 
 
 async def revoke(api: client.ApiClient, key_id: str) -> bool:
     """False when no such key exists."""
-    try:
-        await kube.custom_objects(api).delete_namespaced_custom_object(
-            models.GROUP, models.VERSION, config.own_namespace(), models.STAN_API_KEY.plural, key_id
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return True
+    deleted = kube.Objects(api, models.STAN_API_KEY).delete(config.own_namespace(), key_id)
+    return await kube.unless_missing(deleted) is not None
 
 
 async def record_use(api: client.ApiClient, key_id: str, at: datetime.datetime) -> None:
     """Write a key's last use; a key revoked meanwhile has nothing to record."""
-    try:
-        await kube.patch_status(
-            api,
-            models.STAN_API_KEY,
-            config.own_namespace(),
-            key_id,
-            {"status": {"lastUsedAt": models.format_timestamp(at)}},
-            give_up_after=30,
-        )
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    used = {"status": {"lastUsedAt": models.format_timestamp(at)}}
+    await kube.unless_missing(
+        kube.Objects(api, models.STAN_API_KEY).patch_status(config.own_namespace(), key_id, used, give_up_after=30)
+    )

@@ -6,6 +6,7 @@ Fields the contract names come first and keep its names; what Stan adds
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -126,6 +127,17 @@ class HeartbeatRun(BaseModel):
     results: list[CheckResult]
     issues: list[CheckResult]
     healthy: bool
+
+
+class HeartbeatRecord(BaseModel):
+    """A past heartbeat run (Stan addition)."""
+
+    startedAt: datetime.datetime
+    durationSeconds: float
+    healthy: bool
+    checks: dict[str, str] = Field(description="Each check's status: ok, warn or error.")
+    issues: list[str]
+    onDemand: bool = Field(description="Run on request rather than on the interval.")
 
 
 class Error(BaseModel):

@@ -17,6 +17,10 @@ from stan_api.facade import Facade, Invalid, NotFound, QuotaExceeded, TimedOut, 
 from stan_core import catalog, cron, ids, kube, models, validation
 
 
+def _objects(facade: Facade) -> kube.Objects:
+    return kube.Objects(facade.api, models.STAN_TASK)
+
+
 def _body(facade: Facade, namespace: str, task_id: str) -> dict:
     facade.require_cluster()
     name = ids.object_name(task_id)
@@ -74,9 +78,7 @@ async def create_task(facade: Facade, namespace: str, request: schemas.TaskCreat
         "spec": spec,
     }
     with talking_to_cluster():
-        created = await kube.custom_objects(facade.api).create_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, manifest
-        )
+        created = await _objects(facade).create(namespace, manifest)
     await facade.tasks.remember(created)
     scheduled = await _observed(facade, created)
     task = views.full(scheduled)
@@ -109,23 +111,13 @@ async def _observed(facade: Facade, written: dict) -> dict:
 async def update_task(facade: Facade, namespace: str, task_id: str, changes: dict) -> None:
     """Apply ``changes`` to the spec; used by PUT, pause and resume alike."""
     name = _body(facade, namespace, task_id)["metadata"]["name"]
-    objects = kube.custom_objects(facade.api)
+    objects = _objects(facade)
 
     async def attempt() -> dict:
-        current = await objects.get_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
-        )
+        current = await objects.get(namespace, name)
         _validated(facade, {**current["spec"], **changes})
         patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": changes}
-        return await objects.patch_namespaced_custom_object(
-            models.GROUP,
-            models.VERSION,
-            namespace,
-            models.STAN_TASK.plural,
-            name,
-            patch,
-            _content_type=kube.MERGE_PATCH,
-        )
+        return await objects.patch(namespace, name, patch)
 
     with talking_to_cluster():
         stored = await retrying_conflicts("task", attempt)
@@ -138,14 +130,8 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
     name = _body(facade, namespace, task_id)["metadata"]["name"]
     request = uuid.uuid4().hex
     with talking_to_cluster():
-        stored = await kube.custom_objects(facade.api).patch_namespaced_custom_object(
-            models.GROUP,
-            models.VERSION,
-            namespace,
-            models.STAN_TASK.plural,
-            name,
-            {"metadata": {"annotations": {models.RUN_REQUEST_ANNOTATION: request}}},
-            _content_type=kube.MERGE_PATCH,
+        stored = await _objects(facade).patch(
+            namespace, name, {"metadata": {"annotations": {models.RUN_REQUEST_ANNOTATION: request}}}
         )
     await facade.tasks.remember(stored)
 
@@ -168,7 +154,5 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
 async def delete_task(facade: Facade, namespace: str, task_id: str) -> None:
     name = _body(facade, namespace, task_id)["metadata"]["name"]
     with talking_to_cluster():
-        await kube.custom_objects(facade.api).delete_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
-        )
+        await _objects(facade).delete(namespace, name)
     await facade.tasks.forget(namespace, name)

@@ -49,8 +49,9 @@ def _for_helm(node: Any) -> Any:
         for key, value in node.items()
         if key != "title"
     }
-    if isinstance(schema.get("description"), str):
-        schema["description"] = " ".join(schema["description"].split())
+    description = schema.get("description")
+    if isinstance(description, str):
+        schema["description"] = " ".join(description.split())
     variants = schema.get("anyOf", [])
     others = [variant for variant in variants if variant != {"type": "null"}]
     if len(variants) == 2 and len(others) == 1 and isinstance(others[0].get("type"), str):
@@ -110,9 +111,10 @@ def _values_lines(model: type[BaseModel], values: dict[str, Any], indent: str) -
     for name, field in model.model_fields.items():
         key = field.alias or name
         lines += _field_comment(field, indent)
-        if _model_in(field.annotation) is field.annotation:
+        nested = _model_in(field.annotation)
+        if nested is field.annotation and nested is not None:
             lines.append(f"{indent}{key}:")
-            lines += _values_lines(field.annotation, values[key], indent + "  ")
+            lines += _values_lines(nested, values[key], indent + "  ")
         else:
             lines.append(f"{indent}{key}: {_flow(values[key])}")
     return lines

@@ -16,6 +16,7 @@ kubeconfigs name whichever address it is, so clients never need to know.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import socket
@@ -28,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from stan_controlplane import build, certs, kubeapi, node, processes
+from stan_controlplane.processes import GRACE_PERIOD
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_TIMEOUT = 120.0
@@ -58,7 +60,7 @@ class ControlPlane:
     def server(self) -> str:
         return f"https://{self.address}:{self.ports['apiserver']}"
 
-    def stop(self, grace_period: float = processes.GRACE_PERIOD) -> None:
+    def stop(self, grace_period: float = GRACE_PERIOD) -> None:
         """Stop the node's processes, the control plane, then undo the node's changes to the machine.
 
         The kubelet goes first, as its connections would hold up the API
@@ -117,8 +119,12 @@ def stop_stale(state_dir: Path) -> None:
     # The reverse of their start order, so that each stops while what it needs still runs.
     for pid in reversed(json.loads(pid_file.read_text()).values()):
         if _is_ours(pid, state_dir):
-            processes.terminate({pid: lambda p=pid: not _is_ours(p, state_dir)})
+            processes.terminate({pid: functools.partial(_is_gone, pid, state_dir)})
     pid_file.unlink()
+
+
+def _is_gone(pid: int, state_dir: Path) -> bool:
+    return not _is_ours(pid, state_dir)
 
 
 def _is_ours(pid: int, state_dir: Path) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -116,4 +117,8 @@ def _all_exited(exited: Mapping[int, Callable[[], bool]]) -> bool:
 
 def stop(*children: subprocess.Popen[bytes], timeout: float = GRACE_PERIOD) -> None:
     """Stop ``children`` together, gracefully within ``timeout``, and reap them."""
-    terminate({child.pid: lambda child=child: child.poll() is not None for child in children}, timeout)
+    terminate({child.pid: functools.partial(_exited, child) for child in children}, timeout)
+
+
+def _exited(child: subprocess.Popen[bytes]) -> bool:
+    return child.poll() is not None

@@ -34,7 +34,8 @@ def inline_references(schema: dict[str, Any]) -> dict[str, Any]:
             return inline({**target, **{k: v for k, v in node.items() if k != "$ref"}})
         return {key: inline(value) for key, value in node.items() if key != "$defs"}
 
-    return inline(schema)
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 def _structural(node: Any) -> Any:
@@ -60,7 +61,8 @@ def _structural(node: Any) -> Any:
 
 
 def schema_of(model: type[models.Model]) -> dict[str, Any]:
-    return _structural(inline_references(model.model_json_schema(by_alias=True)))
+    schema: dict[str, Any] = _structural(inline_references(model.model_json_schema(by_alias=True)))
+    return schema
 
 
 def crd(resource: models.Resource) -> dict[str, Any]:

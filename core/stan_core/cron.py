@@ -92,7 +92,8 @@ def _step(
     iterator = _iterator(expression, tz, start, allow_seconds=allow_seconds)
     try:
         while True:
-            tick = (iterator.get_next if forward else iterator.get_prev)(datetime.datetime).astimezone(UTC)
+            found: datetime.datetime = (iterator.get_next if forward else iterator.get_prev)(datetime.datetime)
+            tick = found.astimezone(UTC)
             if not _repeats_wall_time(expression, tick, tz):
                 return tick
     except CroniterError:

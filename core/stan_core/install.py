@@ -18,27 +18,22 @@ ESTABLISH_TIMEOUT = 60.0
 async def apply_crds(api: client.ApiClient) -> list[str]:
     """Create or replace every CRD of Stan's; return their names once Established and served."""
     extensions = client.ApiextensionsV1Api(api)
-    names = []
-    manifests = [crdgen.crd(resource) for resource in models.RESOURCES]
-    for manifest in manifests:
-        name = manifest["metadata"]["name"]
-        try:
-            current = await extensions.read_custom_resource_definition(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            await extensions.create_custom_resource_definition(manifest)
+    for resource in models.RESOURCES:
+        manifest = crdgen.crd(resource)
+        current = await kube.unless_missing(extensions.read_custom_resource_definition(resource.crd_name))
+        if current is None:
+            await kube.raw(extensions.create_custom_resource_definition, body=manifest)
         else:
             manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
-            await extensions.replace_custom_resource_definition(name, manifest)
-        names.append(name)
+            await kube.raw(extensions.replace_custom_resource_definition, name=resource.crd_name, body=manifest)
     await asyncio.wait_for(
         asyncio.gather(
-            *(_established(extensions, name) for name in names), *(_served(api, manifest) for manifest in manifests)
+            *(_established(extensions, resource.crd_name) for resource in models.RESOURCES),
+            *(_served(kube.Objects(api, resource)) for resource in models.RESOURCES),
         ),
         ESTABLISH_TIMEOUT,
     )
-    return names
+    return [resource.crd_name for resource in models.RESOURCES]
 
 
 async def apply_crds_to_current_cluster() -> list[str]:
@@ -57,15 +52,12 @@ async def _established(extensions: client.ApiextensionsV1Api, name: str) -> None
         await asyncio.sleep(0.1)
 
 
-async def _served(api: client.ApiClient, manifest: dict) -> None:
+async def _served(objects: kube.Objects) -> None:
     """Until the resource lists: right after Established the API server may still answer 429 "storage is
     (re)initializing", and a watch that meets that backs off for seconds."""
-    spec = manifest["spec"]
     while True:
         try:
-            await kube.custom_objects(api).list_cluster_custom_object(
-                spec["group"], spec["versions"][0]["name"], spec["names"]["plural"], limit=1
-            )
+            await objects.list_objects(limit=1)
             return
         except ApiException as error:
             if error.status not in (404, 429, 503):

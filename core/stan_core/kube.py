@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import time
@@ -26,11 +28,13 @@ GIVE_UP_SECONDS = 600.0
 Result = TypeVar("Result")
 log = logging.getLogger(__name__)
 JSON_PATCH = "application/json-patch+json"
+Body = dict[str, Any]
+"""An object, or any answer of the API server, as plain JSON."""
 
 
 async def api_client() -> client.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
         return _without_environment_lookups(client.ApiClient())
     configuration = client.Configuration()
     # Read KUBECONFIG now: kubernetes_asyncio's default is fixed when it is imported.
@@ -61,13 +65,21 @@ def custom_objects(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-async def raw(call: Callable[..., Awaitable[Any]], **arguments: Any) -> dict:
+async def raw(call: Callable[..., Awaitable[Any]], **arguments: Any) -> Body:
     """A call's JSON as plain dicts: no model objects, which are costly to build and parse, and the
     same shape a watch delivers."""
     response = await call(**arguments, _preload_content=False)
-    body = await response.json()
     if response.status >= 300:
-        raise ApiException(status=response.status, reason=body.get("message", response.reason))
+        # A Status object as a rule; plain text from an API server still setting up a resource.
+        text = await response.text()
+        try:
+            reason = json.loads(text).get("message", response.reason)
+        except ValueError:
+            reason = text.strip() or response.reason
+        error = ApiException(status=response.status, reason=reason)
+        error.body = text.encode()
+        raise error
+    body: Body = await response.json()
     return body
 
 
@@ -93,25 +105,99 @@ async def with_retries(call: Callable[[], Awaitable[Result]], *, give_up_after: 
         pause = min(pause * 2, 5.0)
 
 
+async def unless_missing(call: Awaitable[Result]) -> Result | None:
+    """The call's answer, or None when its object does not exist (404)."""
+    try:
+        return await call
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+async def unless_conflict(call: Awaitable[Result]) -> Result | None:
+    """A write's answer, or None when the API server refuses it as a conflict (409): the object of a
+    create exists already, or the object of an update changed since it was read."""
+    try:
+        return await call
+    except ApiException as error:
+        if error.status == 409:
+            return None
+        raise
+
+
+@dataclasses.dataclass(frozen=True)
+class Objects:
+    """The objects of one Stan resource, with its group, version and plural said once.
+
+    Every call answers plain JSON dicts (see ``raw``): the shape a watch delivers, and cheaper than
+    kubernetes_asyncio's model objects."""
+
+    api: client.ApiClient
+    resource: models.Resource
+
+    def _path(self, namespace: str | None = None) -> dict[str, str]:
+        """The arguments that name the resource (and the namespace) in every call."""
+        path = {"group": models.GROUP, "version": models.VERSION, "plural": self.resource.plural}
+        return path if namespace is None else {**path, "namespace": namespace}
+
+    @property
+    def _calls(self) -> client.CustomObjectsApi:
+        return custom_objects(self.api)
+
+    def listing(self, namespace: str | None = None) -> tuple[Callable[..., Awaitable[Any]], dict[str, str]]:
+        """The list call and its arguments, in one namespace or all: what a list and a watch both take."""
+        if namespace is None:
+            return self._calls.list_cluster_custom_object, self._path()
+        return self._calls.list_namespaced_custom_object, self._path(namespace)
+
+    async def list_objects(self, namespace: str | None = None, **options: Any) -> Body:
+        call, arguments = self.listing(namespace)
+        return await raw(call, **arguments, **options)
+
+    async def get(self, namespace: str, name: str) -> Body:
+        return await raw(self._calls.get_namespaced_custom_object, **self._path(namespace), name=name)
+
+    async def create(self, namespace: str, body: Body) -> Body:
+        return await raw(self._calls.create_namespaced_custom_object, **self._path(namespace), body=body)
+
+    async def patch(self, namespace: str, name: str, patch: Body) -> Body:
+        """A merge patch of the object (its spec, metadata)."""
+        return await raw(
+            self._calls.patch_namespaced_custom_object,
+            **self._path(namespace),
+            name=name,
+            body=patch,
+            _content_type=MERGE_PATCH,
+        )
+
+    async def delete(self, namespace: str, name: str) -> Body:
+        return await raw(self._calls.delete_namespaced_custom_object, **self._path(namespace), name=name)
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: Body | list[Body], *, give_up_after: float = GIVE_UP_SECONDS
+    ) -> Body:
+        """A merge patch (dict) or a JSON patch (list) of the status subresource, riding out outages."""
+        content_type = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
+        return await with_retries(
+            lambda: raw(
+                self._calls.patch_namespaced_custom_object_status,
+                **self._path(namespace),
+                name=name,
+                body=patch,
+                _content_type=content_type,
+            ),
+            give_up_after=give_up_after,
+        )
+
+
 async def patch_status(
     api: client.ApiClient,
     resource: models.Resource,
     namespace: str,
     name: str,
-    patch: dict | list,
+    patch: Body | list[Body],
     *,
     give_up_after: float = GIVE_UP_SECONDS,
-) -> dict:
-    """A merge patch (dict) or a JSON patch (list) of the status subresource, riding out outages."""
-    return await with_retries(
-        lambda: custom_objects(api).patch_namespaced_custom_object_status(
-            models.GROUP,
-            models.VERSION,
-            namespace,
-            resource.plural,
-            name,
-            patch,
-            _content_type=JSON_PATCH if isinstance(patch, list) else MERGE_PATCH,
-        ),
-        give_up_after=give_up_after,
-    )
+) -> Body:
+    return await Objects(api, resource).patch_status(namespace, name, patch, give_up_after=give_up_after)

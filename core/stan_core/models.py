@@ -160,6 +160,9 @@ class StanHeartbeatSpec(Model):
         description="Check names to run each tick, each at most once.",
     )
     intervalMinutes: int = Field(default=30, ge=5, le=10080, description="Run interval in minutes (minimum: 5).")
+    runHistoryLimit: int = Field(
+        default=20, ge=1, le=100, description="Runs kept in status.recentRuns, so that a state has a since."
+    )
 
 
 class CheckStatus(str, enum.Enum):
@@ -176,6 +179,17 @@ class CheckResult(Model):
     details: list[str] = Field(default_factory=list)
 
 
+class HeartbeatRecord(Model):
+    """One heartbeat run as the history keeps it: small, for a hundred of them fit in status."""
+
+    startedAt: Timestamp
+    durationSeconds: float
+    healthy: bool
+    checks: dict[str, CheckStatus] = Field(default_factory=dict, description="Each check's status.")
+    issues: list[str] = Field(default_factory=list, description="'check: message' of each result not ok.")
+    runRequest: str | None = Field(default=None, description="The on-demand request it answered; null on schedule.")
+
+
 class StanHeartbeatStatus(Model):
     lastRunAt: Timestamp | None = None
     nextRunAt: Timestamp | None = None
@@ -183,6 +197,9 @@ class StanHeartbeatStatus(Model):
     issues: list[CheckResult] = Field(default_factory=list, description="The results that are not ok.")
     healthy: bool | None = None
     runRequest: str | None = Field(default=None, description="The on-demand run request these results answer.")
+    recentRuns: list[HeartbeatRecord] = Field(
+        default_factory=list, description="The latest runs, newest first, at most spec.runHistoryLimit."
+    )
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None
 

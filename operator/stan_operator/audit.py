@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from kubernetes_asyncio import client
 
-from stan_core import ids, models
+from stan_core import ids, kube, models
 
 OVERDUE_GRACE = datetime.timedelta(minutes=2)
 
@@ -55,7 +55,5 @@ def statuses(items: Iterable[dict]) -> dict[str, models.StanTaskStatus]:
 
 
 async def list_tasks(api: client.ApiClient, namespace: str) -> list[dict]:
-    listing = await client.CustomObjectsApi(api).list_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural
-    )
-    return listing["items"]
+    listing = await kube.Objects(api, models.STAN_TASK).list_objects(namespace)
+    return list(listing["items"])

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_core import kube
 
 LEASE_SECONDS = 15
 RENEW_DEADLINE_SECONDS = 10
@@ -90,7 +91,7 @@ class Leadership:
         try:
             lease = await self._leases.read_namespaced_lease(self._name, self._namespace)
             if lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = None
+                lease.spec.holder_identity = None  # type: ignore[assignment]  # the API's way to say nobody holds it
                 lease.spec.lease_duration_seconds = 1
                 await self._leases.replace_namespaced_lease(self._name, self._namespace, lease)
                 log.info("released the lease")
@@ -125,19 +126,10 @@ class Leadership:
 
     async def _take_or_renew(self) -> bool:
         now = datetime.datetime.now(datetime.UTC)
-        try:
-            lease = await self._leases.read_namespaced_lease(self._name, self._namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        lease = await kube.unless_missing(self._leases.read_namespaced_lease(self._name, self._namespace))
+        if lease is None:
             body = client.V1Lease(metadata=client.V1ObjectMeta(name=self._name), spec=self._spec(now, now, 0))
-            try:
-                await self._leases.create_namespaced_lease(self._namespace, body)
-            except ApiException as conflict:
-                if conflict.status == 409:
-                    return False
-                raise
-            return True
+            return await kube.unless_conflict(self._leases.create_namespaced_lease(self._namespace, body)) is not None
         spec = lease.spec
         mine = spec.holder_identity == self.identity
         if not mine and spec.holder_identity and not self._expired(spec):
@@ -145,13 +137,8 @@ class Leadership:
         acquired = spec.acquire_time if mine else now
         transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
         lease.spec = self._spec(acquired, now, transitions)
-        try:
-            await self._leases.replace_namespaced_lease(self._name, self._namespace, lease)
-        except ApiException as error:
-            if error.status == 409:
-                return False
-            raise
-        return True
+        replaced = kube.unless_conflict(self._leases.replace_namespaced_lease(self._name, self._namespace, lease))
+        return await replaced is not None
 
     def _spec(self, acquired: datetime.datetime, renewed: datetime.datetime, transitions: int) -> client.V1LeaseSpec:
         return client.V1LeaseSpec(

@@ -7,14 +7,15 @@ import datetime
 from typing import TypeVar
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from stan_core import kube, models
 
 StatusModel = TypeVar("StatusModel", bound=models.Model)
 
 
-def ready(conditions: list[models.Condition], is_ready: bool, reason: str, message: str, generation: int) -> list[dict]:
+def ready(
+    conditions: list[models.Condition], is_ready: bool, reason: str, message: str, generation: int
+) -> list[kube.Body]:
     status = "True" if is_ready else "False"
     previous = next((c for c in conditions if c.type == "Ready"), None)
     since = (
@@ -34,7 +35,7 @@ def ready(conditions: list[models.Condition], is_ready: bool, reason: str, messa
 
 
 async def write(
-    api: client.ApiClient, resource: models.Resource, namespace: str, name: str, current: StatusModel, patch: dict
+    api: client.ApiClient, resource: models.Resource, namespace: str, name: str, current: StatusModel, patch: kube.Body
 ) -> StatusModel | None:
     """Merge-patch status; return what the server stored (``current`` when nothing changed,
     None when the object is gone). A patch that changes nothing is not sent: an operator
@@ -42,10 +43,7 @@ async def write(
     dumped = current.model_dump(mode="json", by_alias=True)
     if all(dumped.get(field) == value for field, value in patch.items()):
         return current
-    try:
-        stored = await kube.patch_status(api, resource, namespace, name, {"status": patch})
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    stored = await kube.unless_missing(kube.Objects(api, resource).patch_status(namespace, name, {"status": patch}))
+    if stored is None:
+        return None
     return type(current).model_validate(stored.get("status") or {})

@@ -21,6 +21,15 @@ async def update_heartbeat(facade: State, tenant: Tenant, body: schemas.Heartbea
     return await heartbeat.update_heartbeat(facade, tenant.namespace, body)
 
 
+@router.get(
+    "/runs",
+    response_model=list[schemas.HeartbeatRecord],
+    summary="Recent heartbeat runs, newest first (Stan addition)",
+)
+async def heartbeat_runs(facade: State, tenant: Tenant) -> list[schemas.HeartbeatRecord]:
+    return heartbeat.recent_runs(facade, tenant.namespace)
+
+
 @router.post(
     "/run",
     response_model=schemas.HeartbeatRun,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response, status
 
 from stan_api import schemas, tasks
@@ -9,7 +11,9 @@ from stan_api.auth import Tenant
 from stan_api.facade import State
 
 router = APIRouter(prefix="/api/v1/stan", tags=["tasks"])
-NOT_FOUND = {404: {"model": schemas.Error, "description": "No such task for this API key's tenant"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.Error, "description": "No such task for this API key's tenant"}
+}
 
 
 @router.get("/tasks", response_model=list[schemas.TaskSummary], summary="List all scheduled tasks")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from stan_core import kube, models
 from stan_operator import audit
 from stan_operator.actions import Outcome, RunContext
@@ -22,15 +20,14 @@ async def audit_workflows(context: RunContext) -> Outcome:
 async def run_heartbeat(context: RunContext) -> Outcome:
     """Run the namespace's heartbeat checks (its StanHeartbeat's, else the defaults); the
     run fails when the checks find issues, so an unhealthy tick shows on the task."""
-    try:
-        heartbeat = await kube.custom_objects(context.api).get_namespaced_custom_object(
-            models.GROUP, models.VERSION, context.namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME
-        )
-        spec = models.StanHeartbeatSpec.model_validate(heartbeat.get("spec") or {})
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        spec = context.configuration.heartbeatDefaults
+    heartbeat = await kube.unless_missing(
+        kube.Objects(context.api, models.STAN_HEARTBEAT).get(context.namespace, models.HEARTBEAT_NAME)
+    )
+    spec = (
+        context.configuration.heartbeatDefaults
+        if heartbeat is None
+        else models.StanHeartbeatSpec.model_validate(heartbeat.get("spec") or {})
+    )
     results = await runner.run(
         spec.checks, CheckContext(api=context.api, namespace=context.namespace, configuration=context.configuration)
     )

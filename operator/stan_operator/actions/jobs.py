@@ -15,7 +15,7 @@ import hashlib
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stan_core import config, models
+from stan_core import config, kube, models
 from stan_operator.actions import Outcome, RunContext
 
 TASK_UID_LABEL = "stan.dev/task-uid"
@@ -138,7 +138,10 @@ class JobAction:
     async def __call__(self, context: RunContext) -> Outcome:
         name = job_name(context.name, context.scheduled_at.timestamp())
         try:
-            await client.BatchV1Api(context.api).create_namespaced_job(context.namespace, self.manifest(context, name))
+            manifest = self.manifest(context, name)
+            await kube.raw(
+                client.BatchV1Api(context.api).create_namespaced_job, namespace=context.namespace, body=manifest
+            )
         except ApiException as error:
             if error.status != 409:
                 return Outcome(models.RunResult.FAILED, f"could not create Job {name}: {error.reason}")
@@ -151,17 +154,13 @@ async def prune(api: client.ApiClient, namespace: str, uid: str, keep: int) -> N
     jobs = await batch.list_namespaced_job(namespace, label_selector=f"{TASK_UID_LABEL}={uid}")
     ordered = sorted(jobs.items, key=lambda job: job.metadata.creation_timestamp, reverse=True)
     for job in ordered[keep:]:
-        try:
-            await batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Background")
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        await kube.unless_missing(
+            batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Background")
+        )
 
 
 async def stop(api: client.ApiClient, namespace: str, name: str) -> None:
     """Delete a running Job (concurrencyPolicy: Replace)."""
-    try:
-        await client.BatchV1Api(api).delete_namespaced_job(name, namespace, propagation_policy="Background")
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    await kube.unless_missing(
+        client.BatchV1Api(api).delete_namespaced_job(name, namespace, propagation_policy="Background")
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import decimal
 import re
 
-_SUFFIXES = {
+_SUFFIXES: dict[str, decimal.Decimal | int] = {
     "": 1,
     "n": decimal.Decimal("1e-9"),
     "u": decimal.Decimal("1e-6"),
@@ -30,4 +30,4 @@ def parse(text: str) -> decimal.Decimal:
     match = _QUANTITY.match(str(text).strip())
     if match is None:
         raise ValueError(f"not a quantity: {text!r}")
-    return decimal.Decimal(match.group(1)) * decimal.Decimal(_SUFFIXES[match.group(2)])
+    return decimal.Decimal(match.group(1)) * _SUFFIXES[match.group(2)]

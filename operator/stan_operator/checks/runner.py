@@ -24,7 +24,7 @@ async def _run_one(name: str, context: CheckContext) -> models.CheckResult:
     started = time.monotonic()
     check = registry.checks().get(name)
     if check is None:
-        status, message, details = models.CheckStatus.ERROR, f"unknown check {name!r}", ()
+        status, message, details = models.CheckStatus.ERROR, f"unknown check {name!r}", tuple[str, ...]()
     else:
         try:
             finding = await asyncio.wait_for(check(context), context.configuration.checkTimeoutSeconds)
