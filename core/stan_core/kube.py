@@ -189,15 +189,3 @@ class Objects:
             ),
             give_up_after=give_up_after,
         )
-
-
-async def patch_status(
-    api: client.ApiClient,
-    resource: models.Resource,
-    namespace: str,
-    name: str,
-    patch: Body | list[Body],
-    *,
-    give_up_after: float = GIVE_UP_SECONDS,
-) -> Body:
-    return await Objects(api, resource).patch_status(namespace, name, patch, give_up_after=give_up_after)

@@ -15,7 +15,7 @@ import socket
 import kopf
 
 from stan_core import config, kube, models, validation
-from stan_operator import heartbeats, leadership, scheduler, supervision, webhooks
+from stan_operator import heartbeats, kube_effects, leadership, scheduler, supervision, webhooks
 from stan_operator.actions import jobs, registry
 
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
@@ -78,9 +78,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
         leading = memo.leader.leading
         memo.supervisor.keep("leader election", memo.leader.run, stale_after=LOOP_STALE_SECONDS)
     memo.scheduler = scheduler.Scheduler(
-        memo.api, memo.config, registry.build(memo.config, memo.tracker), memo.supervisor, leading
+        memo.api,
+        memo.config,
+        registry.build(memo.config, memo.tracker),
+        memo.supervisor,
+        kube_effects.for_tasks(memo.api),
+        leading,
     )
-    memo.heartbeats = heartbeats.Heartbeats(memo.api, memo.config, memo.supervisor, leading)
+    memo.heartbeats = heartbeats.Heartbeats(
+        memo.api, memo.config, memo.supervisor, kube_effects.for_heartbeats(memo.api), leading
+    )
     memo.supervisor.keep("scheduler", memo.scheduler.run, stale_after=LOOP_STALE_SECONDS)
 
 
@@ -122,13 +129,13 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
 
 
 async def validate_task(spec: kopf.Spec, memo: kopf.Memo, **_: object) -> None:
-    _, errors = validation.guarded(validation.task_spec, dict(spec), memo.config)
+    errors = validation.guarded(validation.task_spec, dict(spec), memo.config)[1]
     if errors:
         raise kopf.AdmissionError(f"invalid StanTask: {validation.describe(errors)}", code=422)
 
 
 async def validate_heartbeat(spec: kopf.Spec, **_: object) -> None:
-    _, errors = validation.guarded(validation.heartbeat_spec, dict(spec))
+    errors = validation.guarded(validation.heartbeat_spec, dict(spec))[1]
     if errors:
         raise kopf.AdmissionError(f"invalid StanHeartbeat: {validation.describe(errors)}", code=422)
 

@@ -13,41 +13,29 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable
 
 from kubernetes_asyncio import client
 
 from stan_core import config, models, validation
-from stan_operator import events, status, supervision
+from stan_core.kube import Body
+from stan_operator import status, supervision
 from stan_operator.checks import CheckContext, runner
+from stan_operator.clock import Clock, seconds_until, system_clock
+from stan_operator.effects import HeartbeatEffects, Patch
+from stan_operator.watched import Keeper, Watched
 
-UTC = datetime.UTC
 log = logging.getLogger(__name__)
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(UTC)
-
-
-@dataclasses.dataclass
-class Heartbeat:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
+@dataclasses.dataclass(kw_only=True)
+class Heartbeat(Watched[models.StanHeartbeatStatus]):
     spec: models.StanHeartbeatSpec | None
-    status: models.StanHeartbeatStatus
-    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     periodic: bool = False
-    requested: str | None = None
+    """Whether its loop runs it on its interval, which is then written as nextRunAt."""
 
     @property
     def loop_name(self) -> str:
         return f"heartbeat of {self.namespace}"
-
-    @property
-    def metadata(self) -> dict:
-        return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
 
 
 class Heartbeats:
@@ -56,20 +44,24 @@ class Heartbeats:
         api: client.ApiClient,
         configuration: config.OperatorConfig,
         supervisor: supervision.Supervisor,
+        effects: HeartbeatEffects,
         leading: asyncio.Event | None = None,
-        clock: Callable[[], datetime.datetime] = _now,
+        clock: Clock = system_clock,
     ) -> None:
         self._api = api
         self._clock = clock
         self._supervisor = supervisor
         self._config = configuration
-        self._leading = leading
+        self._events = effects.events
+        self._keeper = Keeper(
+            effects.status, effects.events, leading, lambda heartbeat: self.forget(heartbeat.namespace)
+        )
         self._heartbeats: dict[str, Heartbeat] = {}
 
     def _interval(self, spec: models.StanHeartbeatSpec) -> datetime.timedelta:
         return datetime.timedelta(seconds=spec.intervalMinutes * self._config.heartbeatMinuteSeconds)
 
-    async def observe(self, body: dict) -> None:
+    async def observe(self, body: Body) -> None:
         metadata = body["metadata"]
         if metadata["name"] != models.HEARTBEAT_NAME:
             return
@@ -88,22 +80,15 @@ class Heartbeats:
             self._heartbeats[namespace] = known
         if known.generation != metadata.get("generation", 0):
             await self._reconfigure(known, body)
-        request = (metadata.get("annotations") or {}).get(models.RUN_REQUEST_ANNOTATION)
-        if request and request not in (known.status.runRequest, known.requested) and known.spec and not self._standby:
-            known.requested = request
+        if known.spec is not None and (request := self._keeper.new_request(known, metadata, known.status.runRequest)):
             self._supervisor.spawn(f"heartbeat run of {namespace} on request", self._run(known, request))
-
-    @property
-    def _standby(self) -> bool:
-        """A replica that does not hold the Lease runs no checks and writes nothing."""
-        return self._leading is not None and not self._leading.is_set()
 
     def forget(self, namespace: str) -> None:
         heartbeat = self._heartbeats.pop(namespace, None)
         if heartbeat is not None:
             self._supervisor.cancel(heartbeat.loop_name)
 
-    async def _reconfigure(self, heartbeat: Heartbeat, body: dict) -> None:
+    async def _reconfigure(self, heartbeat: Heartbeat, body: Body) -> None:
         heartbeat.generation = body["metadata"].get("generation", 0)
         self._supervisor.cancel(heartbeat.loop_name)
         heartbeat.periodic = False
@@ -111,7 +96,7 @@ class Heartbeats:
         heartbeat.spec = spec
         if spec is None:
             message = validation.describe(errors)
-            await self._write(
+            await self._keeper.write(
                 heartbeat,
                 {
                     "nextRunAt": None,
@@ -121,36 +106,32 @@ class Heartbeats:
                     ),
                 },
             )
-            if not self._standby:
-                await events.post(
-                    self._api, models.STAN_HEARTBEAT, heartbeat.metadata, "InvalidSpec", message, warning=True
-                )
+            await self._keeper.announce(heartbeat, "InvalidSpec", message, warning=True)
             return
         reason, message = (
             ("Enabled", "The heartbeat runs on its interval.")
             if spec.enabled
             else ("Disabled", "The heartbeat runs only on demand.")
         )
-        patch: dict = {
+        patch: Patch = {
             "observedGeneration": heartbeat.generation,
             "conditions": status.ready(heartbeat.status.conditions, True, reason, message, heartbeat.generation),
         }
         if not spec.enabled:
             patch["nextRunAt"] = None
-        await self._write(heartbeat, patch)
+        await self._keeper.write(heartbeat, patch)
         if spec.enabled:
             heartbeat.periodic = True
-            self._supervisor.keep(heartbeat.loop_name, lambda beat: self._periodic(heartbeat, spec))
+            self._supervisor.keep(heartbeat.loop_name, lambda beat: self._periodic(heartbeat, spec, beat))
 
-    async def _periodic(self, heartbeat: Heartbeat, spec: models.StanHeartbeatSpec) -> None:
+    async def _periodic(self, heartbeat: Heartbeat, spec: models.StanHeartbeatSpec, beat: supervision.Beat) -> None:
         """Run at lastRunAt + interval (at once if it never ran), then every interval."""
         last = heartbeat.status.lastRunAt
         due = last + self._interval(spec) if last is not None else self._clock()
         while True:
-            await self._write(heartbeat, {"nextRunAt": models.format_timestamp(due)})
-            await asyncio.sleep(max(0.0, (due - self._clock()).total_seconds()))
-            if self._leading is not None:
-                await self._leading.wait()
+            await self._keeper.write(heartbeat, {"nextRunAt": models.format_timestamp(due)})
+            await asyncio.sleep(seconds_until(self._clock, due))
+            await self._keeper.until_leading(beat)
             try:
                 await self._run(heartbeat, request=None)
             except Exception as error:  # the loop outlives an outage: the next interval tries again
@@ -168,7 +149,7 @@ class Heartbeats:
             issues = runner.issues(results)
             healthy = not issues
             was_healthy = heartbeat.status.healthy
-            patch: dict = {
+            patch: Patch = {
                 "lastRunAt": models.format_timestamp(started),
                 "results": [result.model_dump(mode="json", by_alias=True) for result in results],
                 "issues": [result.model_dump(mode="json", by_alias=True) for result in issues],
@@ -178,25 +159,12 @@ class Heartbeats:
                 patch["nextRunAt"] = models.format_timestamp(self._clock() + self._interval(spec))
             if request is not None:
                 patch["runRequest"] = request
-            await self._write(heartbeat, patch)
+            await self._keeper.write(heartbeat, patch)
         if was_healthy is not None and was_healthy != healthy:
             summary = "; ".join(f"{issue.check}: {issue.message}" for issue in issues)
-            await events.post(
-                self._api,
-                models.STAN_HEARTBEAT,
-                heartbeat.metadata,
+            await self._events.post(
+                heartbeat.ref,
                 "Healthy" if healthy else "Unhealthy",
                 "All checks are ok." if healthy else summary,
                 warning=not healthy,
             )
-
-    async def _write(self, heartbeat: Heartbeat, patch: dict) -> None:
-        if self._standby:
-            return
-        stored = await status.write(
-            self._api, models.STAN_HEARTBEAT, heartbeat.namespace, heartbeat.name, heartbeat.status, patch
-        )
-        if stored is None:
-            self.forget(heartbeat.namespace)
-        else:
-            heartbeat.status = stored

@@ -1,0 +1,65 @@
+"""Exactly once, also across restarts: a run is recorded only by claiming its tick.
+
+The claim is a JSON patch that tests ``status.lastScheduledAt`` against the
+value this operator last saw and replaces it with the tick. A claim that loses
+(another operator, or a stale view) fails the test; its run is cancelled and
+nothing of it is recorded. After a restart the stored ``lastScheduledAt`` says
+which ticks were accounted for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+
+from stan_core import models
+from stan_operator import ticks
+from stan_operator.clock import Clock
+from stan_operator.effects import ClaimLost, Patch, TaskStatusStore
+from stan_operator.task_state import Task
+
+CLAIMS_IN_FLIGHT = 32
+"""At a shared tick thousands of tasks are due at once; a few dozen claims in flight keep the API
+server busy without a thousand requests timing out in its queue."""
+SHORTEST_PATIENCE_SECONDS = 1.0
+"""How long a claim waits out an unreachable API server even when its tick's deadline has passed."""
+log = logging.getLogger(__name__)
+
+
+class Claims:
+    def __init__(self, store: TaskStatusStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self.in_flight = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
+
+    async def take(
+        self, task: Task, tick: datetime.datetime, run: models.Run, following: datetime.datetime | None
+    ) -> bool:
+        """Take the tick, recording ``run`` and ``following`` with it; False when another claim won.
+
+        The server's stored status becomes the task's; the API server is waited for until the tick's
+        starting deadline."""
+        runs = ticks.bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
+        expected = models.format_timestamp(task.status.lastScheduledAt) if task.status.lastScheduledAt else None
+        fields: Patch = {
+            "lastScheduledAt": models.format_timestamp(tick),
+            "nextRunAt": models.format_timestamp(following) if following else None,
+            "lastRun": run.model_dump(mode="json", by_alias=True),
+            "recentRuns": [item.model_dump(mode="json", by_alias=True) for item in runs],
+        }
+        if run.result != models.RunResult.SKIPPED.value:
+            fields["lastRunAt"] = models.format_timestamp(run.startedAt) if run.startedAt else None
+        deadline = tick + datetime.timedelta(seconds=task.spec.startingDeadlineSeconds if task.spec else 0)
+        try:
+            task.status = await self._store.claim(
+                task.namespace,
+                task.name,
+                last_scheduled=expected,
+                fields=fields,
+                give_up_after=max(SHORTEST_PATIENCE_SECONDS, (deadline - self._clock()).total_seconds()),
+            )
+        except ClaimLost as lost:
+            log.info("tick %s of %s/%s not claimed (%s); resyncing", tick, task.namespace, task.name, lost.reason)
+            return False
+        return True

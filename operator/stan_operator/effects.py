@@ -1,0 +1,91 @@
+"""What scheduling does to the world, behind small interfaces.
+
+As the CronJob controller reaches the API server only through its jobControl
+and cronJobControl interfaces, the scheduler and the heartbeat loop reach it
+only through these: the status store, the event recorder and the Job control.
+``kube_effects`` implements them against the API server; tests implement them
+in memory, and so drive every scheduling rule without one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol, TypeVar
+
+from stan_core import models
+from stan_core.kube import Body
+
+StatusT = TypeVar("StatusT", bound=models.Model)
+Patch = dict[str, Any]
+"""Status fields and the JSON values to store in them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectRef:
+    """The object that an Event is about."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+class ClaimLost(Exception):
+    """A compare-and-swap that found status other than expected, or the object gone."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Unreachable(Exception):
+    """The API server stayed unreachable for as long as the caller was willing to wait."""
+
+
+class StatusWriter(Protocol[StatusT]):
+    async def write(self, namespace: str, name: str, current: StatusT, patch: Patch) -> StatusT | None:
+        """Merge ``patch`` into status; what the server stored (``current`` when the patch changes
+        nothing, so nothing is sent), or None when the object is gone."""
+        ...
+
+
+class TaskStatusStore(StatusWriter[models.StanTaskStatus], Protocol):
+    async def claim(
+        self, namespace: str, name: str, *, last_scheduled: str | None, fields: Patch, give_up_after: float
+    ) -> models.StanTaskStatus:
+        """Store ``fields`` only while status.lastScheduledAt still holds ``last_scheduled``, and return
+        the stored status. Raises ClaimLost when it does not (or the object is gone), Unreachable when
+        the API server did not answer within ``give_up_after`` seconds."""
+        ...
+
+    async def read(self, namespace: str, name: str) -> Body | None:
+        """The object as stored now, or None when it is gone."""
+        ...
+
+
+class EventRecorder(Protocol):
+    async def post(self, involved: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record an Event; best-effort, so it never raises."""
+        ...
+
+
+class JobControl(Protocol):
+    async def stop(self, namespace: str, job: str) -> None:
+        """Delete a running Job; one already gone is no error."""
+        ...
+
+    async def prune(self, namespace: str, task_uid: str, keep: int) -> None:
+        """Delete the task's oldest Jobs beyond ``keep``."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEffects:
+    status: TaskStatusStore
+    events: EventRecorder
+    jobs: JobControl
+
+
+@dataclasses.dataclass(frozen=True)
+class HeartbeatEffects:
+    status: StatusWriter[models.StanHeartbeatStatus]
+    events: EventRecorder

@@ -1,0 +1,103 @@
+"""The side effects' interfaces (``effects``) implemented against the API server.
+
+The one module of the scheduler and the heartbeat loop that calls the API
+server, so that a change of client helpers is made here alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Generic
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stan_core import kube, models
+from stan_operator import events, status
+from stan_operator.actions import jobs
+from stan_operator.effects import (
+    ClaimLost,
+    HeartbeatEffects,
+    ObjectRef,
+    Patch,
+    StatusT,
+    TaskEffects,
+    Unreachable,
+)
+
+LOST_CLAIM_STATUSES = (404, 409, 422)
+"""The object gone, a conflicting write, or the JSON patch's test failed."""
+
+
+class StatusStore(Generic[StatusT]):
+    def __init__(self, api: client.ApiClient, resource: models.Resource) -> None:
+        self._api = api
+        self._resource = resource
+
+    async def write(self, namespace: str, name: str, current: StatusT, patch: Patch) -> StatusT | None:
+        return await status.write(self._api, self._resource, namespace, name, current, patch)
+
+
+class TaskStatusStore(StatusStore[models.StanTaskStatus]):
+    def __init__(self, api: client.ApiClient) -> None:
+        super().__init__(api, models.STAN_TASK)
+        self._objects = kube.Objects(api, models.STAN_TASK)
+
+    async def claim(
+        self, namespace: str, name: str, *, last_scheduled: str | None, fields: Patch, give_up_after: float
+    ) -> models.StanTaskStatus:
+        patch: list[dict[str, Any]] = [{"op": "test", "path": "/status/lastScheduledAt", "value": last_scheduled}]
+        patch += [{"op": "add", "path": f"/status/{field}", "value": value} for field, value in fields.items()]
+        with _transient_as_unreachable():
+            try:
+                stored = await self._objects.patch_status(namespace, name, patch, give_up_after=give_up_after)
+            except ApiException as error:
+                if error.status in LOST_CLAIM_STATUSES:
+                    raise ClaimLost(str(error.reason)) from error
+                raise
+        return models.StanTaskStatus.model_validate(stored.get("status") or {})
+
+    async def read(self, namespace: str, name: str) -> kube.Body | None:
+        with _transient_as_unreachable():
+            return await kube.unless_missing(self._objects.get(namespace, name))
+
+
+@contextlib.contextmanager
+def _transient_as_unreachable() -> Iterator[None]:
+    """An error that waiting would cure, raised as Unreachable: the caller has waited as long as it would."""
+    try:
+        yield
+    except Exception as error:
+        if kube.transient(error):
+            raise Unreachable(str(error)) from error
+        raise
+
+
+class EventRecorder:
+    def __init__(self, api: client.ApiClient, resource: models.Resource) -> None:
+        self._api = api
+        self._resource = resource
+
+    async def post(self, involved: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+        metadata = {"namespace": involved.namespace, "name": involved.name, "uid": involved.uid}
+        await events.post(self._api, self._resource, metadata, reason, message, warning=warning)
+
+
+class JobControl:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+
+    async def stop(self, namespace: str, job: str) -> None:
+        await jobs.stop(self._api, namespace, job)
+
+    async def prune(self, namespace: str, task_uid: str, keep: int) -> None:
+        await jobs.prune(self._api, namespace, task_uid, keep)
+
+
+def for_tasks(api: client.ApiClient) -> TaskEffects:
+    return TaskEffects(TaskStatusStore(api), EventRecorder(api, models.STAN_TASK), JobControl(api))
+
+
+def for_heartbeats(api: client.ApiClient) -> HeartbeatEffects:
+    return HeartbeatEffects(StatusStore(api, models.STAN_HEARTBEAT), EventRecorder(api, models.STAN_HEARTBEAT))

@@ -1,0 +1,182 @@
+"""Run supervision: starting a task's actions, following them, and recording how they ended.
+
+An in-process run starts at its tick and its claim is written alongside: when
+thousands of tasks share a tick their claims queue at the API server for
+seconds, and the runs need not wait in that queue. A run that ends before its
+claim is sent is claimed and recorded in one write. Such an action's only
+effect is the result it returns, so a cancelled one leaves nothing behind. A
+Job-backed action creates its Job, an effect outside the operator, only once
+its claim is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+
+from kubernetes_asyncio import client
+
+from stan_core import config, ids, models
+from stan_operator import supervision, ticks
+from stan_operator.actions import Action, Outcome, RunContext, jobs
+from stan_operator.clock import Clock
+from stan_operator.effects import EventRecorder, JobControl
+from stan_operator.task_state import Task
+from stan_operator.watched import Keeper
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """A due tick as decided at its moment: skipped (with the reason), or its action started."""
+
+    context: RunContext
+    decided: datetime.datetime
+    skip_reason: str | None
+    started: asyncio.Future[datetime.datetime] | None
+    execution: asyncio.Task[Outcome] | None
+
+
+class Runs:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        configuration: config.OperatorConfig,
+        actions: Mapping[str, Action],
+        supervisor: supervision.Supervisor,
+        keeper: Keeper[models.StanTaskStatus],
+        events: EventRecorder,
+        jobs: JobControl,
+        clock: Clock,
+        statuses: Callable[[str], Mapping[str, models.StanTaskStatus]],
+    ) -> None:
+        """``statuses``: every task's status in a namespace, by name, as the watch has them."""
+        self._api = api
+        self._config = configuration
+        self._actions = actions
+        self._supervisor = supervisor
+        self._keeper = keeper
+        self._events = events
+        self._jobs = jobs
+        self._clock = clock
+        self._statuses = statuses
+
+    def job_backed(self, spec: models.StanTaskSpec) -> bool:
+        return spec.action in self._config.jobActions
+
+    def context(
+        self, task: Task, spec: models.StanTaskSpec, scheduled_at: datetime.datetime, run_id: str
+    ) -> RunContext:
+        return RunContext(
+            api=self._api,
+            namespace=task.namespace,
+            name=task.name,
+            uid=task.uid,
+            task_id=ids.task_id(task.name),
+            spec=spec,
+            scheduled_at=scheduled_at,
+            run_id=run_id,
+            configuration=self._config,
+            namespace_tasks=lambda: self._statuses(task.namespace),
+        )
+
+    def launch(self, task: Task, spec: models.StanTaskSpec, tick: datetime.datetime) -> Launch:
+        """Decide whether a due tick runs, and if so start its in-process action; the scheduler claims
+        and records it. A Job is an effect outside the operator, so a Job-backed action starts only once
+        its claim is stored."""
+        decided = self._clock()
+        skip_reason = ticks.skip_reason(spec, tick, decided, busy=task.busy)
+        context = self.context(task, spec, tick, f"run_{secrets.token_hex(6)}")
+        if skip_reason or self.job_backed(spec):
+            return Launch(context, decided, skip_reason, None, None)
+        started = asyncio.get_running_loop().create_future()
+        execution = asyncio.create_task(self.perform(context, started))
+        task.active[context.run_id] = execution
+        # Cancelled before it began (its task deleted), the run never says when it started.
+        execution.add_done_callback(lambda _: started.cancel())
+        return Launch(context, decided, None, started, execution)
+
+    async def perform(self, context: RunContext, started: asyncio.Future[datetime.datetime] | None = None) -> Outcome:
+        """Run the action; ``started`` learns the moment it began, which is what startedAt records."""
+        if started is not None:
+            started.set_result(self._clock())
+        try:
+            return await self._actions[context.spec.action](context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # an action's own bug must not stop the scheduler
+            log.exception("action %s of %s/%s raised", context.spec.action, context.namespace, context.name)
+            return Outcome(models.RunResult.FAILED, f"{type(error).__name__}: {error}")
+
+    def follow(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
+        """Await a claimed run's outcome in the background and record it; ``task.active`` holds it meanwhile."""
+        task.active[context.run_id] = self._supervisor.spawn(
+            f"run {context.run_id} of {task.namespace}/{task.name}", self._complete(task, context, execution)
+        )
+
+    async def _complete(self, task: Task, context: RunContext, execution: Awaitable[Outcome]) -> None:
+        try:
+            outcome = await execution
+        except asyncio.CancelledError:
+            if self.job_backed(context.spec):
+                await self._jobs.stop(task.namespace, jobs.job_name(task.name, context.scheduled_at.timestamp()))
+            raise
+        async with task.lock:
+            await self.finish(task, context.run_id, outcome)
+        if self.job_backed(context.spec):
+            await self._jobs.prune(task.namespace, task.uid, context.spec.runHistoryLimit)
+
+    async def finish(self, task: Task, run_id: str, outcome: Outcome) -> None:
+        """Record how a run that status holds as running ended."""
+        task.active.pop(run_id, None)
+        runs = list(task.status.recentRuns)
+        for index, run in enumerate(runs):
+            if run.runId == run_id and run.result == models.RunResult.RUNNING:
+                runs[index] = run.model_copy(
+                    update={"result": outcome.result, "message": outcome.message, "finishedAt": self._clock()}
+                )
+                break
+        else:
+            return
+        dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
+        await self._keeper.write(task, {"recentRuns": dumped, "lastRun": dumped[0]})
+        await self.report(task, outcome, f"Run {run_id}: {outcome.message}")
+
+    async def report(self, task: Task, outcome: Outcome, message: str) -> None:
+        succeeded = outcome.result == models.RunResult.SUCCEEDED.value
+        await self._events.post(task.ref, "Succeeded" if succeeded else "Failed", message, warning=not succeeded)
+
+    async def replace(self, task: Task, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            task.active[run_id].cancel()
+            await self.finish(
+                task, run_id, Outcome(models.RunResult.FAILED, "replaced by a newer run (concurrencyPolicy: Replace)")
+            )
+
+    async def recover(self, task: Task) -> None:
+        """Settle runs that an operator which is gone left running.
+
+        A Job-backed run is followed again: its Job's name comes from the tick, so
+        this creates it if the claim was written but the Job was not, and
+        otherwise finds it. An in-process run may have done part of its work, so
+        it is recorded as failed rather than run a second time.
+        """
+        if task.spec is None:
+            return
+        for run in task.status.recentRuns:
+            if run.result != models.RunResult.RUNNING or run.runId in task.active:
+                continue
+            if self.job_backed(task.spec):
+                context = self.context(task, task.spec, run.scheduledAt, run.runId)
+                self.follow(task, context, self.perform(context))
+            else:
+                await self.finish(
+                    task,
+                    run.runId,
+                    Outcome(models.RunResult.FAILED, "the operator stopped during this run; it is not run again"),
+                )

@@ -1,0 +1,350 @@
+"""The scheduler driven on a clock the tests set, with its side effects kept in memory: no API server.
+
+Each test sees tasks as the watch would deliver them, moves the clock to a tick, fires what is due
+and lets the scheduler's background work settle; what it then finds in the status store and among
+the Events is what an API server would have been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import datetime
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from stan_core import config, models
+from stan_core.kube import Body
+from stan_operator import supervision, ticks
+from stan_operator.actions import Outcome, RunContext
+from stan_operator.effects import ClaimLost, ObjectRef, Patch, TaskEffects
+from stan_operator.scheduler import Scheduler
+
+UTC = datetime.UTC
+NAMESPACE = "tenant"
+TASK = "report"
+ACTION = "audit_workflows"
+
+
+def at(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def stamp(text: str) -> str:
+    return models.format_timestamp(at(text))
+
+
+class Clock:
+    def __init__(self, now: datetime.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+class MemoryStatusStore:
+    """Status kept as an API server would: claims compare lastScheduledAt and may lose."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, Body] = {}
+        self.writes: list[Patch] = []
+        self.reads: list[str] = []
+
+    def stored(self, name: str = TASK) -> models.StanTaskStatus:
+        return models.StanTaskStatus.model_validate(self.statuses[name])
+
+    def claim_elsewhere(self, tick: str, name: str = TASK) -> None:
+        """Another replica claims a tick, so that this one's claim of it loses."""
+        self.statuses[name]["lastScheduledAt"] = stamp(tick)
+
+    async def write(
+        self, namespace: str, name: str, current: models.StanTaskStatus, patch: Patch
+    ) -> models.StanTaskStatus | None:
+        if name not in self.statuses:
+            return None
+        self.writes.append(patch)
+        self.statuses[name].update(copy.deepcopy(patch))
+        return self.stored(name)
+
+    async def claim(
+        self, namespace: str, name: str, *, last_scheduled: str | None, fields: Patch, give_up_after: float
+    ) -> models.StanTaskStatus:
+        if name not in self.statuses:
+            raise ClaimLost("NotFound")
+        if self.statuses[name].get("lastScheduledAt") != last_scheduled:
+            raise ClaimLost("the test of /status/lastScheduledAt failed")
+        self.statuses[name].update(copy.deepcopy(fields))
+        return self.stored(name)
+
+    async def read(self, namespace: str, name: str) -> Body | None:
+        self.reads.append(name)
+        return task_body(status=self.statuses[name]) if name in self.statuses else None
+
+
+class MemoryEvents:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str]] = []
+
+    async def post(self, involved: ObjectRef, reason: str, message: str, *, warning: bool = False) -> None:
+        self.posted.append((reason, message))
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for reason, _ in self.posted]
+
+
+class MemoryJobs:
+    async def stop(self, namespace: str, job: str) -> None:
+        raise AssertionError("only in-process actions run here")
+
+    async def prune(self, namespace: str, task_uid: str, keep: int) -> None:
+        raise AssertionError("only in-process actions run here")
+
+
+class Work:
+    """An in-process action that goes on until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.done = asyncio.Event()
+
+    async def __call__(self, context: RunContext) -> Outcome:
+        self.started.append(context.run_id)
+        try:
+            await self.done.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(context.run_id)
+            raise
+        return Outcome(models.RunResult.SUCCEEDED, "done")
+
+
+def task_body(
+    *, generation: int = 1, status: Body | None = None, annotations: dict[str, str] | None = None, **spec: Any
+) -> Body:
+    return {
+        "metadata": {
+            "namespace": NAMESPACE,
+            "name": TASK,
+            "uid": "uid-1",
+            "generation": generation,
+            "creationTimestamp": "2026-03-01T09:30:00Z",
+            "annotations": annotations or {},
+        },
+        "spec": {"name": TASK, "action": ACTION, "schedule": "0 * * * *", "modelId": "m", **spec},
+        "status": copy.deepcopy(status or {}),
+    }
+
+
+async def settled() -> None:
+    """Let the scheduler's background work run until it waits on what the test controls."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+@dataclasses.dataclass
+class Harness:
+    clock: Clock
+    store: MemoryStatusStore
+    events: MemoryEvents
+    work: Work
+    leading: asyncio.Event
+    supervisor: supervision.Supervisor
+    scheduler: Scheduler
+
+    async def see(self, body: Body) -> None:
+        """A watch event: the store holds what the watch delivers."""
+        self.store.statuses.setdefault(body["metadata"]["name"], copy.deepcopy(body["status"]))
+        await self.scheduler.observe(body)
+        await settled()
+
+    async def tick(self, moment: str) -> None:
+        self.clock.now = at(moment)
+        self.scheduler.fire_due()
+        await settled()
+
+    def runs(self) -> list[tuple[str, str, str]]:
+        """Each recorded run's tick, result and message, newest first."""
+        return [
+            (models.format_timestamp(run.scheduledAt), run.result, run.message)
+            for run in self.store.stored().recentRuns
+        ]
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    clock = Clock(at("2026-03-01 09:30"))
+    store, events, work = MemoryStatusStore(), MemoryEvents(), Work()
+    leading = asyncio.Event()
+    leading.set()
+    supervisor = supervision.Supervisor(clock=lambda: 0.0)
+    async with client.ApiClient() as api:
+        scheduler = Scheduler(
+            api,
+            config.OperatorConfig(),
+            {ACTION: work},
+            supervisor,
+            TaskEffects(store, events, MemoryJobs()),
+            leading,
+            clock,
+        )
+        yield Harness(clock, store, events, work, leading, supervisor, scheduler)
+        supervisor.stop()
+        await settled()
+
+
+async def test_a_tick_is_claimed_run_and_recorded(harness: Harness) -> None:
+    await harness.see(task_body())
+    assert harness.store.stored().nextRunAt == at("2026-03-01 10:00")
+    await harness.tick("2026-03-01 10:00")
+    stored = harness.store.stored()
+    assert stored.lastScheduledAt == at("2026-03-01 10:00") and stored.nextRunAt == at("2026-03-01 11:00")
+    assert harness.runs() == [(stamp("2026-03-01 10:00"), "running", "")]
+    harness.work.done.set()
+    await settled()
+    assert harness.runs() == [(stamp("2026-03-01 10:00"), "succeeded", "done")]
+    assert harness.events.reasons == ["Fired", "Succeeded"]
+
+
+async def test_a_claim_that_loses_cancels_its_run_and_rereads_the_task(harness: Harness) -> None:
+    """Another replica claimed the tick: this one's run is dropped, and its view of the task renewed."""
+    await harness.see(task_body())
+    harness.store.claim_elsewhere("2026-03-01 10:00")
+    await harness.tick("2026-03-01 10:00")
+    assert harness.work.started and harness.work.cancelled == harness.work.started
+    assert harness.runs() == [], "nothing of the lost run is recorded"
+    assert harness.store.reads == [TASK]
+    assert harness.events.reasons == []
+    await harness.tick("2026-03-01 11:00")
+    assert harness.runs() == [(stamp("2026-03-01 11:00"), "running", "")], "the re-read view claims the next tick"
+
+
+async def test_a_run_started_before_a_pause_is_recorded_and_the_pause_stands(harness: Harness) -> None:
+    await harness.see(task_body())
+    harness.clock.now = at("2026-03-01 10:00")
+    harness.scheduler.fire_due()
+    await harness.scheduler.observe(task_body(generation=2, paused=True))
+    await settled()
+    stored = harness.store.stored()
+    assert harness.runs() == [(stamp("2026-03-01 10:00"), "running", "")]
+    assert stored.status == "paused" and stored.nextRunAt is None, "the claim keeps the nextRunAt the pause wrote"
+    await harness.tick("2026-03-01 11:00")
+    assert len(harness.work.started) == 1, "a paused task does not fire"
+
+
+async def test_a_schedule_changed_during_a_run_takes_over_from_now(harness: Harness) -> None:
+    await harness.see(task_body())
+    harness.clock.now = at("2026-03-01 10:00")
+    harness.scheduler.fire_due()
+    await harness.scheduler.observe(task_body(generation=2, schedule="30 * * * *"))
+    await settled()
+    assert harness.runs() == [(stamp("2026-03-01 10:00"), "running", "")], "the started run is recorded"
+    assert harness.store.stored().nextRunAt == at("2026-03-01 10:30"), "the new schedule's tick, not the old 11:00"
+    await harness.tick("2026-03-01 10:30")
+    assert [tick for tick, _, _ in harness.runs()] == [stamp("2026-03-01 10:30"), stamp("2026-03-01 10:00")]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("Allow", [("running", ""), ("running", "")]),
+        ("Forbid", [("skipped", ticks.FORBIDDEN), ("running", "")]),
+        ("Replace", [("running", ""), ("failed", "replaced by a newer run (concurrencyPolicy: Replace)")]),
+    ],
+)
+async def test_a_tick_while_the_previous_run_goes_on(
+    harness: Harness, policy: str, expected: list[tuple[str, str]]
+) -> None:
+    await harness.see(task_body(concurrencyPolicy=policy))
+    await harness.tick("2026-03-01 10:00")
+    await harness.tick("2026-03-01 11:00")
+    assert [(result, message) for _, result, message in harness.runs()] == expected
+    if policy == "Forbid":
+        assert len(harness.work.started) == 1 and "Skipped" in harness.events.reasons
+    if policy == "Replace":
+        assert harness.work.cancelled == harness.work.started[:1], "the earlier run is stopped"
+
+
+async def test_after_a_restart_the_latest_missed_tick_runs_within_its_deadline(harness: Harness) -> None:
+    harness.clock.now = at("2026-03-01 10:02")
+    await harness.see(task_body(status={"status": "active", "lastScheduledAt": stamp("2026-03-01 06:00")}))
+    await harness.tick("2026-03-01 10:02")
+    assert harness.runs() == [(stamp("2026-03-01 10:00"), "running", "")], "only the latest missed tick, once"
+    assert harness.store.stored().nextRunAt == at("2026-03-01 11:00")
+
+
+async def test_after_a_restart_a_tick_past_its_deadline_is_recorded_as_skipped(harness: Harness) -> None:
+    harness.clock.now = at("2026-03-01 10:10")
+    await harness.see(task_body(status={"status": "active", "lastScheduledAt": stamp("2026-03-01 06:00")}))
+    await harness.tick("2026-03-01 10:10")
+    [(tick, result, message)] = harness.runs()
+    assert (tick, result) == (stamp("2026-03-01 10:00"), "skipped") and message.startswith("missed by 600s")
+    assert harness.work.started == []
+    assert harness.store.stored().nextRunAt == at("2026-03-01 11:00"), "the schedule goes on from now"
+
+
+async def test_after_a_restart_a_run_left_going_is_recorded_as_failed_not_run_again(harness: Harness) -> None:
+    left = models.Run(runId="run_left", scheduledAt=at("2026-03-01 10:00"), result=models.RunResult.RUNNING)
+    status = {
+        "status": "active",
+        "lastScheduledAt": stamp("2026-03-01 10:00"),
+        "recentRuns": [left.model_dump(mode="json", by_alias=True)],
+    }
+    harness.clock.now = at("2026-03-01 10:20")
+    await harness.see(task_body(status=status))
+    [(_, result, message)] = harness.runs()
+    assert (result, message) == ("failed", "the operator stopped during this run; it is not run again")
+    assert harness.work.started == []
+
+
+@pytest.mark.parametrize(
+    ("created", "fired", "following"),
+    [
+        ("2026-03-07 12:00", "2026-03-08 07:00", "2026-03-09 06:30"),
+        ("2026-10-31 12:00", "2026-11-01 07:30", "2026-11-02 07:30"),
+    ],
+    ids=["spring-forward: 02:30 does not exist", "fall-back: 02:30 comes once"],
+)
+async def test_a_daylight_saving_transition_fires_its_day_once(
+    harness: Harness, created: str, fired: str, following: str
+) -> None:
+    """In New York 02:30 is skipped on 2026-03-08 (the tick moves to the change, 03:00 EDT) and comes once
+    on 2026-11-01, although 01:00 to 02:00 does twice."""
+    body = task_body(schedule="30 2 * * *", timeZone="America/New_York")
+    body["metadata"]["creationTimestamp"] = stamp(created)
+    harness.clock.now = at(created)
+    await harness.see(body)
+    assert harness.store.stored().nextRunAt == at(fired)
+    await harness.tick(fired)
+    assert harness.runs() == [(stamp(fired), "running", "")]
+    assert harness.store.stored().nextRunAt == at(following)
+
+
+async def test_a_run_request_runs_once_and_is_answered(harness: Harness) -> None:
+    await harness.see(task_body())
+    harness.clock.now = at("2026-03-01 09:45")
+    requested = task_body(annotations={models.RUN_REQUEST_ANNOTATION: "request-1"})
+    await harness.see(requested)
+    await harness.see(requested)
+    stored = harness.store.stored()
+    assert stored.lastRunRequest == "request-1" and stored.lastRunAt == at("2026-03-01 09:45")
+    assert harness.runs() == [(stamp("2026-03-01 09:45"), "running", "run on request")]
+    assert len(harness.work.started) == 1, "a repeated watch event starts no second run"
+    assert harness.events.reasons == ["Fired"]
+
+
+async def test_a_standby_writes_nothing_and_adopts_the_leaders_claims(harness: Harness) -> None:
+    harness.leading.clear()
+    await harness.see(task_body(annotations={models.RUN_REQUEST_ANNOTATION: "request-1"}))
+    assert harness.store.writes == [] and harness.events.posted == [] and harness.work.started == []
+    harness.store.claim_elsewhere("2026-03-01 10:00")
+    await harness.see(task_body(status=harness.store.statuses[TASK]))
+    harness.leading.set()
+    await harness.tick("2026-03-01 10:00")
+    assert harness.work.started == [], "the leader's tick is not fired again"
+    await harness.tick("2026-03-01 11:00")
+    assert harness.runs() == [(stamp("2026-03-01 11:00"), "running", "")], "claimed against the adopted claim"
