@@ -179,7 +179,7 @@ async def create_all(api: client.ApiClient, layout: Layout, parallel: int) -> fl
     core = client.CoreV1Api(api)
     for namespace in layout.namespaces:
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    objects = kube.custom_objects(api)
+    objects = client.CustomObjectsApi(api)
     pending = iter(layout.objects())
     progress = Progress("created", 2 * layout.tasks)
     created = 0
@@ -206,7 +206,7 @@ async def list_all(
     api: client.ApiClient, group: str, version: str, plural: str, field_selector: str | None = None
 ) -> AsyncIterator[dict]:
     """Every object of a kind in the cluster, a page at a time."""
-    objects = kube.custom_objects(api)
+    objects = client.CustomObjectsApi(api)
     token: str | None = None
     while True:
         page = await objects.list_cluster_custom_object(

@@ -9,6 +9,10 @@ from kubernetes_asyncio import client
 from stan_core import kube, models
 
 
+def _objects(api: client.ApiClient) -> kube.Objects:
+    return kube.Objects(api, models.STAN_HEARTBEAT)
+
+
 async def create(api: client.ApiClient, namespace: str, **spec: object) -> dict:
     body = {
         "apiVersion": models.API_VERSION,
@@ -16,28 +20,16 @@ async def create(api: client.ApiClient, namespace: str, **spec: object) -> dict:
         "metadata": {"name": models.HEARTBEAT_NAME},
         "spec": spec,
     }
-    return await kube.custom_objects(api).create_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, body
-    )
+    return await _objects(api).create(namespace, body)
 
 
 async def status(api: client.ApiClient, namespace: str) -> models.StanHeartbeatStatus:
-    body = await kube.custom_objects(api).get_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME
-    )
+    body = await _objects(api).get(namespace, models.HEARTBEAT_NAME)
     return models.StanHeartbeatStatus.model_validate(body.get("status") or {})
 
 
 async def patch(api: client.ApiClient, namespace: str, body: dict) -> dict:
-    return await kube.custom_objects(api).patch_namespaced_custom_object(
-        models.GROUP,
-        models.VERSION,
-        namespace,
-        models.STAN_HEARTBEAT.plural,
-        models.HEARTBEAT_NAME,
-        body,
-        _content_type=kube.MERGE_PATCH,
-    )
+    return await _objects(api).patch(namespace, models.HEARTBEAT_NAME, body)
 
 
 async def request_run(api: client.ApiClient, namespace: str) -> str:

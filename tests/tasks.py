@@ -9,6 +9,10 @@ from stan_core import kube, models
 from .conftest import eventually
 
 
+def _objects(api: client.ApiClient) -> kube.Objects:
+    return kube.Objects(api, models.STAN_TASK)
+
+
 async def create(api: client.ApiClient, namespace: str, name: str, **spec: object) -> dict:
     body = {
         "apiVersion": models.API_VERSION,
@@ -16,15 +20,11 @@ async def create(api: client.ApiClient, namespace: str, name: str, **spec: objec
         "metadata": {"name": name},
         "spec": {"name": f"Task {name}", "action": "audit_workflows", "modelId": "model_abc123", **spec},
     }
-    return await kube.custom_objects(api).create_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, body
-    )
+    return await _objects(api).create(namespace, body)
 
 
 async def get(api: client.ApiClient, namespace: str, name: str) -> dict:
-    return await kube.custom_objects(api).get_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
-    )
+    return await _objects(api).get(namespace, name)
 
 
 async def status(api: client.ApiClient, namespace: str, name: str) -> models.StanTaskStatus:
@@ -32,21 +32,11 @@ async def status(api: client.ApiClient, namespace: str, name: str) -> models.Sta
 
 
 async def patch_spec(api: client.ApiClient, namespace: str, name: str, **spec: object) -> dict:
-    return await kube.custom_objects(api).patch_namespaced_custom_object(
-        models.GROUP,
-        models.VERSION,
-        namespace,
-        models.STAN_TASK.plural,
-        name,
-        {"spec": spec},
-        _content_type=kube.MERGE_PATCH,
-    )
+    return await _objects(api).patch(namespace, name, {"spec": spec})
 
 
 async def delete(api: client.ApiClient, namespace: str, name: str) -> None:
-    await kube.custom_objects(api).delete_namespaced_custom_object(
-        models.GROUP, models.VERSION, namespace, models.STAN_TASK.plural, name
-    )
+    await _objects(api).delete(namespace, name)
 
 
 async def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]:

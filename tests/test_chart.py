@@ -401,9 +401,7 @@ async def test_the_service_accounts_run_the_whole_task_and_heartbeat_flow(
             assert (await http.get(path)).json()["status"] == "paused"
             assert (await http.post(f"{path}/resume")).json() == {"resumed": True}
             # A tenant whose heartbeat nobody has written yet has the chart's defaults.
-            await kube.custom_objects(api).delete_namespaced_custom_object(
-                models.GROUP, models.VERSION, private_namespace, models.STAN_HEARTBEAT.plural, models.HEARTBEAT_NAME
-            )
+            await kube.Objects(api, models.STAN_HEARTBEAT).delete(private_namespace, models.HEARTBEAT_NAME)
             run = (await http.post("/api/v1/stan/heartbeat/run")).json()
             assert [result["check"] for result in run["results"]] == ["workflows", "deployments", "credits"]
             assert (await http.delete(path)).status_code == 204

@@ -28,39 +28,27 @@ async def test_crds_are_established_and_served(api: client.ApiClient) -> None:
 
 
 async def test_custom_object_round_trips_through_the_api_server(api: client.ApiClient, private_namespace: str) -> None:
-    objects = kube.custom_objects(api)
+    objects = kube.Objects(api, models.STAN_TASK)
     body = {
         "apiVersion": models.API_VERSION,
         "kind": "StanTask",
         "metadata": {"name": "round-trip"},
         "spec": {"name": "Round trip", "action": "audit_workflows", "schedule": "0 9 * * *", "modelId": "model_abc123"},
     }
-    created = await objects.create_namespaced_custom_object(
-        models.GROUP, models.VERSION, private_namespace, "stantasks", body
-    )
+    created = await objects.create(private_namespace, body)
     assert created["spec"]["timeZone"] == "UTC", "schema defaults are applied by the API server"
     assert created["spec"]["concurrencyPolicy"] == "Allow"
 
-    await kube.patch_status(
-        api,
-        models.STAN_TASK,
-        private_namespace,
-        "round-trip",
-        {"status": {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}},
+    await objects.patch_status(
+        private_namespace, "round-trip", {"status": {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}}
     )
-    fetched = await objects.get_namespaced_custom_object(
-        models.GROUP, models.VERSION, private_namespace, "stantasks", "round-trip"
-    )
+    fetched = await objects.get(private_namespace, "round-trip")
     assert fetched["status"] == {"status": "active", "nextRunAt": "2026-01-02T09:00:00Z"}
     assert fetched["spec"] == created["spec"], "a status patch leaves spec alone"
 
-    await objects.delete_namespaced_custom_object(
-        models.GROUP, models.VERSION, private_namespace, "stantasks", "round-trip"
-    )
+    await objects.delete(private_namespace, "round-trip")
     with pytest.raises(ApiException) as missing:
-        await objects.get_namespaced_custom_object(
-            models.GROUP, models.VERSION, private_namespace, "stantasks", "round-trip"
-        )
+        await objects.get(private_namespace, "round-trip")
     assert missing.value.status == 404
 
 
@@ -94,9 +82,7 @@ async def test_rbac_refuses_a_service_account_without_a_role(api: client.ApiClie
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     async with client.ApiClient(configuration) as as_nobody:
         with pytest.raises(ApiException) as refused:
-            await kube.custom_objects(as_nobody).list_namespaced_custom_object(
-                models.GROUP, models.VERSION, private_namespace, "stantasks"
-            )
+            await kube.Objects(as_nobody, models.STAN_TASK).list_objects(private_namespace)
     assert refused.value.status == 403
     message = json.loads(refused.value.body)["message"]
     assert f'User "system:serviceaccount:{private_namespace}:nobody" cannot list' in message

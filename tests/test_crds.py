@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
-from stan_controlplane import cluster
+from stan_controlplane import buildcontext, cluster
 from stan_core import crdgen, models
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +42,16 @@ def test_schemas_are_structural() -> None:
 def test_stan_crds_apply_works_from_an_installed_wheel(
     control_plane: cluster.ControlPlane | None, tmp_path: Path
 ) -> None:
-    """Built into a wheel and installed away from the source tree, ``stan crds apply`` finds the CRDs (they come
-    from the models, not from files), and the wheel holds none of the source tree's other folders."""
-    wheels, target = tmp_path / "wheels", tmp_path / "installed"
+    """Built, as the image's wheel is, and installed away from the source tree, ``stan crds apply`` finds the
+    CRDs: they come from the models, not from files."""
+    source, wheels, target = tmp_path / "source", tmp_path / "wheels", tmp_path / "installed"
+    buildcontext.snapshot(PROJECT_ROOT, source)  # what the image's wheel is built from, away from this tree
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(PROJECT_ROOT)], check=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(source)], check=True)
     (wheel,) = wheels.glob("stan-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packages = {name.split("/")[0] for name in archive.namelist() if not name.startswith("stan-")}
+    assert packages == {"stan_core", "stan_operator", "stan_api", "stan_cli"}, "what runs in a cluster, no more"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
     # The installed packages come first on the path; the dependencies come from this virtualenv.
     environment = {**os.environ, "PYTHONPATH": str(target)}

@@ -210,14 +210,9 @@ async def test_heartbeat_checks_are_bounded(http: httpx.AsyncClient, tenant: Ten
 
 
 async def _run_requests_seen(api: client.ApiClient, namespace: str, seen: set[str]) -> None:
+    listing, arguments = kube.Objects(api, models.STAN_HEARTBEAT).listing(namespace)
     async with watch.Watch() as stream:
-        async for event in stream.stream(
-            kube.custom_objects(api).list_namespaced_custom_object,
-            models.GROUP,
-            models.VERSION,
-            namespace,
-            models.STAN_HEARTBEAT.plural,
-        ):
+        async for event in stream.stream(listing, **arguments):
             annotations = event["object"]["metadata"].get("annotations") or {}
             if models.RUN_REQUEST_ANNOTATION in annotations:
                 seen.add(annotations[models.RUN_REQUEST_ANNOTATION])
@@ -247,24 +242,35 @@ async def test_requests_beyond_the_concurrency_bound_wait_then_get_503(
 ) -> None:
     first = await known_to(strict_facade, await new_tenant(api, namespace))
     second = await known_to(strict_facade, await new_tenant(api, namespace, shared=True))
+    holding_tenants = [first] * 4 + [second] * 4  # as many as the places (LIMITS)
+    sending = asyncio.Barrier(len(holding_tenants) + 1)
+    released = asyncio.Event()
 
-    async def trickle() -> AsyncIterator[bytes]:
-        for _ in range(7):
-            await asyncio.sleep(1)
-            yield b" "
+    async def held_body() -> AsyncIterator[bytes]:
+        """A body begun once its request's headers are out and ended only when the test is done, so that
+        its request holds a place until then."""
+        await sending.wait()
+        yield b" "
+        await released.wait()
+        yield b" "
 
     async with httpx.AsyncClient(base_url=strict_facade.url, timeout=60) as http:
-        # Eight places (LIMITS), each held by a client that takes seven seconds to send its body.
         holders = [
-            asyncio.create_task(http.post("/api/v1/stan/tasks", content=trickle(), headers=tenant.headers))
-            for tenant in [first] * 4 + [second] * 4
+            asyncio.create_task(http.post("/api/v1/stan/tasks", content=held_body(), headers=tenant.headers))
+            for tenant in holding_tenants
         ]
-        await asyncio.sleep(0.5)
-        started = time.monotonic()
-        health = await http.get("/healthz")
-        assert (health.status_code, time.monotonic() - started < 1) == (200, True), "probes never wait"
-        turned_away = await http.get("/api/v1/stan/tasks", headers=first.headers)
-        waited = time.monotonic() - started
+        try:
+            # Every holder has sent its headers: the facade reads them, and gives each a place, before it answers
+            # the probe below.
+            async with asyncio.timeout(30):
+                await sending.wait()
+            started = time.monotonic()
+            health = await http.get("/healthz")
+            assert (health.status_code, time.monotonic() - started < 1) == (200, True), "probes never wait"
+            turned_away = await http.get("/api/v1/stan/tasks", headers=first.headers)
+            waited = time.monotonic() - started
+        finally:
+            released.set()
         assert turned_away.status_code == 503 and turned_away.headers["Retry-After"] == "1", turned_away.text
         assert guard.PLACE_WAIT_SECONDS <= waited < guard.PLACE_WAIT_SECONDS + 2
         assert [answer.status_code for answer in await asyncio.gather(*holders)] == [422] * 8

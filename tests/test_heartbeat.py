@@ -273,16 +273,17 @@ async def _quota_counted(core: client.CoreV1Api, namespace: str) -> bool:
 
 
 class ModelEndpoint:
-    """A local HTTP server standing in for a model's health URL: up, down or slow."""
+    """A local HTTP server standing in for a model's health URL: up, down or slow. A slow one holds its
+    answers until it is up or down again, so only the prober's own time limit ends a probe."""
 
     def __init__(self) -> None:
+        self._answering = threading.Event()
         self.mode = "up"
         endpoint = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if endpoint.mode == "slow":
-                    time.sleep(3)
+                endpoint._answering.wait()
                 self.send_response(200 if endpoint.mode == "up" else 503)
                 self.end_headers()
 
@@ -293,7 +294,20 @@ class ModelEndpoint:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._mode = mode
+        if mode == "slow":
+            self._answering.clear()
+        else:
+            self._answering.set()
+
     def close(self) -> None:
+        self.mode = "down"  # lets held answers go
         self.server.shutdown()
         self.server.server_close()
 
@@ -340,7 +354,8 @@ async def test_models_catalog_membership_and_health(
 
 async def test_periodic_runs_follow_the_interval_and_stop_when_disabled(api: client.ApiClient, namespace: str) -> None:
     """intervalMinutes: 5 is one second here: the session's operator counts a minute as 0.2 s."""
-    await heartbeats.create(api, namespace, enabled=True, intervalMinutes=5, checks=["workflows"])
+    interval_minutes = 5
+    await heartbeats.create(api, namespace, enabled=True, intervalMinutes=interval_minutes, checks=["workflows"])
     seen: set[datetime.datetime] = set()
 
     async def several_runs() -> models.StanHeartbeatStatus | None:
@@ -361,14 +376,16 @@ async def test_periodic_runs_follow_the_interval_and_stop_when_disabled(api: cli
         return current if gap and gap > datetime.timedelta(seconds=10) else None
 
     await eventually(rescheduled, timeout=10)
-    await heartbeats.patch(api, namespace, {"spec": {"enabled": False}})
+    # Disabled at the short interval, so that a heartbeat that ran on regardless would show within a few seconds.
+    await heartbeats.patch(api, namespace, {"spec": {"enabled": False, "intervalMinutes": interval_minutes}})
 
     async def stopped() -> models.StanHeartbeatStatus | None:
         current = await heartbeats.status(api, namespace)
         return current if current.nextRunAt is None else None
 
     last = (await eventually(stopped, timeout=10)).lastRunAt
-    await asyncio.sleep(2)
+    # Nothing to wait for: a disabled heartbeat writes nothing. Two of its intervals pass without a run.
+    await asyncio.sleep(2 * interval_minutes * OPERATOR_CONFIG["heartbeatMinuteSeconds"])
     assert (await heartbeats.status(api, namespace)).lastRunAt == last, "a disabled heartbeat does not run"
 
 

@@ -167,7 +167,9 @@ def test_busybox_is_an_oci_archive_containerd_names_as_its_reference(busybox: im
 def test_busybox_stays_up_as_a_sandbox(busybox_bundle: Bundle) -> None:
     name = busybox_bundle.start()
     try:
-        time.sleep(1)
+        # A container started after it runs the same command, told to end, to its end: had the sandbox's command
+        # been going to end at once, it would have by now.
+        assert busybox_bundle.run(["/bin/sleep", "0"]).returncode == 0
         assert busybox_bundle.status(name) == "running"
     finally:
         busybox_bundle.remove(name)
@@ -368,3 +370,19 @@ def test_the_debian_mirror_comes_from_either_apt_source_format(tmp_path: Path, m
     assert debian.mirror("bookworm") == "http://two.example/debian"
     with pytest.raises(RuntimeError, match="serves Debian sid"):
         debian.mirror("sid")
+
+
+def test_stan_image_holds_only_what_runs_in_a_cluster(stan_bundle: Bundle) -> None:
+    """No tools that build or run a local cluster: ``stan`` there has the in-cluster commands alone."""
+    (site_packages,) = (stan_bundle.rootfs / "opt/stan/lib").glob("python3.*/site-packages")
+    assert sorted(path.name for path in site_packages.glob("stan_*") if path.is_dir()) == [
+        "stan_api",
+        "stan_cli",
+        "stan_core",
+        "stan_operator",
+    ]
+    helped = stan_bundle.run(["stan", "--help"])
+    assert helped.returncode == 0, helped.stderr
+    commands = [line.split()[0] for line in helped.stdout.split("Commands:")[1].splitlines() if line.strip()]
+    assert {"operator", "api", "crds", "apikey"} <= set(commands)
+    assert not {"run", "controlplane", "image", "generate"} & set(commands), helped.stdout

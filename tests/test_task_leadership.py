@@ -25,6 +25,8 @@ from . import tasks
 from .conftest import STATE_DIR, OperatorProcess, eventually
 
 UTC = datetime.UTC
+EVERY_2S = "*/2 * * * * *"
+TICK = datetime.timedelta(seconds=2)
 
 
 async def _holder(api: client.ApiClient, namespace: str) -> str | None:
@@ -59,7 +61,7 @@ async def test_the_standby_takes_over_without_duplicates(
         holder = await eventually(lambda: _holder(api, private_namespace), timeout=30)
         leader = next(r for r in replicas if holder.endswith(f"-{r.process.pid}"))
         standby = next(r for r in replicas if r is not leader)
-        await tasks.create(api, private_namespace, "steady", schedule="*/2 * * * * *", runHistoryLimit=100)
+        await tasks.create(api, private_namespace, "steady", schedule=EVERY_2S, runHistoryLimit=100)
 
         def runs(count: int) -> Awaitable[list[models.Run] | None]:
             return _finished_runs(api, private_namespace, "steady", count)
@@ -89,7 +91,7 @@ async def test_the_standby_takes_over_without_duplicates(
         assert len(before) >= 3, "the standby adopted the leader's recorded runs: its writes keep them"
         interrupted = [run for run in final if run.message.startswith("the operator stopped during this run")]
         assert len(interrupted) <= 1, "only a run the leader was in the middle of is settled as failed"
-        _assert_each_tick_once(final, datetime.timedelta(seconds=2))
+        _assert_each_tick_once(final, TICK)
         print(f"handover: lease taken over {handover:.1f}s after the leader was killed")
     finally:
         for replica in replicas:
@@ -105,10 +107,10 @@ async def test_two_operators_without_a_lease_record_each_tick_once(
         OperatorProcess(f"{private_namespace}-race-{index}", "--namespace", private_namespace) for index in range(2)
     ]
     try:
-        await tasks.create(api, private_namespace, "contested", schedule="*/2 * * * * *", runHistoryLimit=100)
+        await tasks.create(api, private_namespace, "contested", schedule=EVERY_2S, runHistoryLimit=100)
         final = await eventually(lambda: _finished_runs(api, private_namespace, "contested", 8), timeout=40)
         assert all(run.result == models.RunResult.SUCCEEDED for run in final)
-        _assert_each_tick_once(final, datetime.timedelta(seconds=2))
+        _assert_each_tick_once(final, TICK)
         lost = sum(replica.log_path.read_text().count("not claimed") for replica in replicas)
         assert lost >= 1, "the two operators contended for the ticks"
     finally:
@@ -131,11 +133,11 @@ async def test_a_replica_that_lost_the_lease_claims_nothing(
     replica = OperatorProcess(f"{private_namespace}-lost", "--namespace", private_namespace, "--leader-election")
     try:
         await eventually(lambda: _holder(api, private_namespace), timeout=30)
-        await tasks.create(api, private_namespace, "held", schedule="*/2 * * * * *", runHistoryLimit=100)
+        await tasks.create(api, private_namespace, "held", schedule=EVERY_2S, runHistoryLimit=100)
         await eventually(lambda: _finished_runs(api, private_namespace, "held", 2), timeout=30)
 
         async def forge() -> None:
-            """Another holder renews the Lease, as a replica elsewhere would."""
+            """Another holder renews the Lease as often as a replica elsewhere would."""
             while True:
                 lease = await _lease(api, private_namespace)
                 lease.spec.holder_identity = "elsewhere"
@@ -144,13 +146,14 @@ async def test_a_replica_that_lost_the_lease_claims_nothing(
                     await client.CoordinationV1Api(api).replace_namespaced_lease(
                         "stan-operator", private_namespace, lease
                     )
-                await asyncio.sleep(1)
+                await asyncio.sleep(leadership.RETRY_SECONDS)
 
         forging = asyncio.create_task(forge())
         try:
             await eventually(lambda: _says(replica, "no longer leading: another replica holds the lease"), timeout=30)
             stepped_down = datetime.datetime.now(UTC)
-            await asyncio.sleep(8)
+            # A replica without the Lease writes nothing, so nothing shows the window passing: it spans four ticks.
+            await asyncio.sleep(4 * TICK.total_seconds())
             quiet_until = datetime.datetime.now(UTC)
         finally:
             forging.cancel()
@@ -158,7 +161,7 @@ async def test_a_replica_that_lost_the_lease_claims_nothing(
         await eventually(lambda: _holder_is(api, private_namespace, replica), timeout=40)
         final = await eventually(lambda: _finished_runs(api, private_namespace, "held", 8), timeout=40)
         assert _started_between(final, stepped_down, quiet_until) == [], "it fired nothing without the Lease"
-        _assert_each_tick_once(final, datetime.timedelta(seconds=2))
+        _assert_each_tick_once(final, TICK)
     finally:
         replica.stop()
 
@@ -254,7 +257,7 @@ async def test_a_leader_cut_off_stops_firing_before_its_lease_runs_out(
             standby = OperatorProcess(
                 f"{private_namespace}-other", "--namespace", private_namespace, "--leader-election"
             )
-            await tasks.create(api, private_namespace, "cut", schedule="*/2 * * * * *", runHistoryLimit=100)
+            await tasks.create(api, private_namespace, "cut", schedule=EVERY_2S, runHistoryLimit=100)
             await eventually(lambda: _finished_runs(api, private_namespace, "cut", 3), timeout=60)
             last_renewal = (await _lease(api, private_namespace)).spec.renew_time
             await cable.cut()
@@ -265,7 +268,7 @@ async def test_a_leader_cut_off_stops_firing_before_its_lease_runs_out(
             await eventually(lambda: _says(leader, "no longer leading"), timeout=60)
             stepped_down = _log_time(leader, "no longer leading")
             final = await eventually(lambda: _finished_runs(api, private_namespace, "cut", 12), timeout=60)
-            _assert_each_tick_once(final, datetime.timedelta(seconds=2))
+            _assert_each_tick_once(final, TICK)
             lease_end = last_renewal + datetime.timedelta(seconds=leadership.LEASE_SECONDS)
             assert stepped_down < lease_end, f"stepped down at {stepped_down}, its lease ran to {lease_end}"
             print(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import itertools
 
@@ -76,12 +75,14 @@ async def test_a_task_fires_on_a_real_minute_tick(api: client.ApiClient, namespa
 
 async def test_pause_stops_firing_and_resume_does_not_backfill(api: client.ApiClient, namespace: str) -> None:
     await tasks.create(api, namespace, "pausable", schedule=EVERY_2S)
+    await tasks.create(api, namespace, "witness", schedule=EVERY_2S)
     await eventually(lambda: _runs_at_least(api, namespace, "pausable", 1))
     await tasks.patch_spec(api, namespace, "pausable", paused=True)
     paused = await eventually(lambda: _in_state(api, namespace, "pausable", "paused"))
     assert paused.nextRunAt is None
     paused_at = datetime.datetime.now(UTC)
-    await asyncio.sleep(5)
+    # The paused task's ticks come and go unseen; a task on the same schedule shows when two of them have.
+    await eventually(lambda: _ran_since(api, namespace, "witness", paused_at, 2))
     during = await tasks.status(api, namespace, "pausable")
     assert during.lastScheduledAt == paused.lastScheduledAt, "a paused task does not fire"
 
@@ -99,6 +100,16 @@ async def test_pause_stops_firing_and_resume_does_not_backfill(api: client.ApiCl
     ]
     assert in_pause == [], "the paused window is not backfilled"
     await tasks.events_posted(api, namespace, "pausable", "Paused", "Resumed")
+
+
+async def _ran_since(
+    api: client.ApiClient, namespace: str, name: str, since: datetime.datetime, count: int
+) -> list[models.Run] | None:
+    """The task's finished runs of ticks after ``since``, once there are ``count`` of them."""
+    runs = [
+        run for run in tasks.finished((await tasks.status(api, namespace, name)).recentRuns) if run.scheduledAt > since
+    ]
+    return runs if len(runs) >= count else None
 
 
 async def _in_state(api: client.ApiClient, namespace: str, name: str, state: str) -> models.StanTaskStatus | None:

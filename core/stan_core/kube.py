@@ -61,10 +61,6 @@ def _without_environment_lookups(api: client.ApiClient) -> client.ApiClient:
     return api
 
 
-def custom_objects(api: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api)
-
-
 async def raw(call: Callable[..., Awaitable[Any]], **arguments: Any) -> Body:
     """A call's JSON as plain dicts: no model objects, which are costly to build and parse, and the
     same shape a watch delivers."""
@@ -143,7 +139,7 @@ class Objects:
 
     @property
     def _calls(self) -> client.CustomObjectsApi:
-        return custom_objects(self.api)
+        return client.CustomObjectsApi(self.api)
 
     def listing(self, namespace: str | None = None) -> tuple[Callable[..., Awaitable[Any]], dict[str, str]]:
         """The list call and its arguments, in one namespace or all: what a list and a watch both take."""
