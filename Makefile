@@ -38,9 +38,10 @@ BENCH_TASKS ?= 1000
 BENCH_TICKS ?= 3
 
 .PHONY: bench
-bench: $(VENV)/.bench ## Tick lateness of N StanTasks next to N CronJobs and the operator's cost (BENCH_TASKS=1000), then the facade's latency
+bench: $(VENV)/.bench ## Tick lateness of N StanTasks next to N CronJobs and the operator's cost (BENCH_TASKS=1000), the facade's latency, a metrics scrape
 	$(VENV)/bin/python -m bench.ticks --tasks $(BENCH_TASKS) --ticks $(BENCH_TICKS)
 	$(VENV)/bin/python -m bench.facade --tasks 1000 --rate 200 --list-rate 20 --seconds 20
+	$(VENV)/bin/python -m bench.scrape --tasks 1000
 
 $(VENV)/.bench: $(VENV)/.installed
 	@echo "==> installing the benchmark's extras into $(VENV)"
@@ -58,7 +59,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 .PHONY: controlplane
-controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl, etcd, helm; as root the node's too
+controlplane: install ## Build and cache kube-apiserver, kube-controller-manager, kubectl, etcd, helm, promtool; as root the node's too
 	$(STAN) controlplane build
 
 .PHONY: image

@@ -221,7 +221,10 @@ class OperatorProcess(ChildProcess):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.liveness = f"http://127.0.0.1:{processes.free_port()}/healthz"
         self.webhook_port = processes.free_port()
+        metrics_port = processes.free_port()
+        self.metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         command = [sys.executable, "-m", "stan_cli", "operator", "--liveness", self.liveness, *args]
+        command += ["--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port)]
         command += (
             ["--webhook-listen", "127.0.0.1", "--webhook-port", str(self.webhook_port)] if webhook else ["--no-webhook"]
         )

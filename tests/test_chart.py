@@ -147,10 +147,10 @@ def test_network_policies_admit_only_what_each_port_needs() -> None:
     api, operator = find(docs, "NetworkPolicy", "-api"), find(docs, "NetworkPolicy", "-operator")
     assert _ingress_ports(api) == [container(docs, "api")["ports"][0]["containerPort"]] == [8080]
     assert "from" not in api["spec"]["ingress"][0], "any client by default"
-    assert _ingress_ports(operator) == [9443], "the webhook only; the liveness port is the kubelet's"
+    assert _ingress_ports(operator) == [9443, 9090], "the webhook and the metrics; the liveness port is the kubelet's"
     assert "from" not in operator["spec"]["ingress"][0], "the API server's address is not knowable"
 
-    assert find(render({"webhook.enabled": "false"}), "NetworkPolicy", "-operator")["spec"]["ingress"] == []
+    assert _ingress_ports(find(render({"webhook.enabled": "false"}), "NetworkPolicy", "-operator")) == [9090]
     assert [doc for doc in render({"networkPolicy.enabled": "false"}) if doc["kind"] == "NetworkPolicy"] == []
 
     restricted = render({"networkPolicy.apiFrom[0].namespaceSelector.matchLabels.team": "a"})
@@ -161,20 +161,34 @@ def test_network_policies_admit_only_what_each_port_needs() -> None:
     assert len(peers) == 2
 
 
-def test_the_jobs_rule_comes_only_with_job_actions() -> None:
-    def job_rules(docs: list[dict]) -> list[dict]:
+SENSITIVE_RULES = [
+    (
+        {"config.jobActions.render_report.image": "registry.example/report:1"},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+    ),
+    (
+        {"config.notificationAllowlist[0]": "hooks.example.com"},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "rule"), SENSITIVE_RULES, ids=["jobs", "secrets"])
+def test_a_sensitive_rule_comes_only_with_what_needs_it(values: dict[str, str], rule: dict) -> None:
+    """Creating Jobs in a namespace, or reading its Secrets, is granted only when job actions, or places
+    that notifications may go to, are configured."""
+
+    def rules_on(docs: list[dict]) -> list[dict]:
         return [
-            rule
+            granted
             for doc in docs
             if doc["kind"] in ("Role", "ClusterRole")
-            for rule in doc["rules"]
-            if "batch" in rule["apiGroups"]
+            for granted in doc["rules"]
+            if granted["resources"] == rule["resources"]
         ]
 
-    assert job_rules(render({})) == []
-    assert job_rules(render({"config.jobActions.render_report.image": "registry.example/report:1"})) == [
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]}
-    ]
+    assert rules_on(render({})) == []
+    assert rules_on(render(values)) == [rule]
 
 
 def test_helm_generated_certificates_serve_the_webhook_service() -> None:
@@ -497,12 +511,8 @@ async def test_the_facade_reads_api_keys_and_writes_only_their_status(
     with monkeypatch.context() as facade_credentials:  # as the facade does it: kubectl would read status first
         facade_credentials.setenv("KUBECONFIG", str(release.kubeconfig("api")))
         async with await kube.api_client() as as_facade:
-            await kube.patch_status(
-                as_facade,
-                models.STAN_API_KEY,
-                release.namespace,
-                "k0probe0000",
-                {"status": {"lastUsedAt": "2030-01-02T03:04:05Z"}},
+            await kube.Objects(as_facade, models.STAN_API_KEY).patch_status(
+                release.namespace, "k0probe0000", {"status": {"lastUsedAt": "2030-01-02T03:04:05Z"}}
             )
     assert (
         kubectl(

@@ -95,8 +95,11 @@ class StanRun(ChildProcess):
     def __init__(self, home: Path) -> None:
         self.log_path = home / "stan-run.log"
         self.api_url = f"http://127.0.0.1:{processes.free_port()}"
+        metrics_port = processes.free_port()
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         env = {name: value for name, value in os.environ.items() if name != "KUBECONFIG"}
         env["STAN_HOME"] = str(home)
+        env["STAN_METRICS_PORT"] = str(metrics_port)
         with self.log_path.open("wb") as log:
             self.reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=log)
         self.process = subprocess.Popen(
@@ -168,6 +171,8 @@ def test_no_process_outlives_stan_run(ending: Ending, tmp_path: Path) -> None:
     started: list[Descendant] = []
     try:
         stan.wait_answering(f"{stan.api_url}/readyz")
+        stan.wait_answering(stan.metrics_url)
+        assert f"metrics:    {stan.metrics_url}" in stan.log_path.read_text(), "the banner shows the operator's metrics"
         started = descendants(stan.process.pid)
         missing = EXPECTED_CHILDREN - {child.name for child in started}
         assert not missing, f"stan run did not start {missing}: {started}"

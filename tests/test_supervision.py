@@ -163,9 +163,7 @@ async def test_the_liveness_probe_fails_while_a_loop_keeps_failing(
     try:
         await tasks.create(api, private_namespace, "left-running", schedule="0 9 * * *")
         tick = models.format_timestamp(datetime.datetime.now(datetime.UTC).replace(microsecond=0))
-        await kube.patch_status(
-            api,
-            models.STAN_TASK,
+        await kube.Objects(api, models.STAN_TASK).patch_status(
             private_namespace,
             "left-running",
             {

@@ -35,6 +35,7 @@ CONFIGURATIONS = (
             "allowSecondSchedules": True,
             "modelCatalog": [{"id": "model_abc123"}],
             "jobActions": {"render_report": {"image": "registry.invalid/report:1"}},
+            "notificationAllowlist": ["hooks.example.com", "https://example.org/stan/", "127.0.0.1:8080"],
         }
     ),
 )
@@ -110,6 +111,31 @@ zones = st.one_of(
 )
 names = st.text(any_unicode, max_size=300) | st.sampled_from(["\x1b[31mred", "a\u202eb", "line\nbreak", "   ", "\x00"])
 odd_values = st.none() | st.integers() | st.booleans() | st.lists(st.integers(), max_size=2)
+urls = st.sampled_from(
+    [
+        "https://hooks.example.com/x",
+        "https://hooks.example.com.evil.net/",
+        "https://example.org/stanley",
+        "https://example.org/stan/hook",
+        "http://127.0.0.1:8080/",
+        "http://user@hooks.example.com/",
+        "http://[::1",
+        "http://h:99999/",
+        "ftp://hooks.example.com/",
+        "",
+    ]
+) | st.text(any_unicode, max_size=100)
+secret_refs = st.fixed_dictionaries({}, optional={"name": names, "key": names}) | odd_values
+notify_targets = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["webhook", "slack"]) | names,
+        "url": urls | odd_values,
+        "urlFrom": st.fixed_dictionaries({}, optional={"secretKeyRef": secret_refs}) | odd_values,
+        "signingSecretRef": secret_refs,
+    },
+)
+notify_lists = st.lists(notify_targets, max_size=12) | odd_values
 
 
 def _varied(baseline: dict, fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict]:
@@ -137,6 +163,10 @@ task_specs = _varied(
         "concurrencyPolicy": st.sampled_from(["Allow", "Forbid", "Replace"]) | names,
         "startingDeadlineSeconds": st.integers(-10, 100_000),
         "runHistoryLimit": st.integers(-1, 200),
+        "notify": notify_lists,
+        "failureThreshold": st.integers(-1, 200),
+        "deadManGraceSeconds": st.integers(-1, 10_000_000) | st.none(),
+        "repeatIntervalSeconds": st.integers(-1, 1_000_000) | st.none(),
     },
 )
 heartbeat_specs = _varied(
@@ -145,6 +175,8 @@ heartbeat_specs = _varied(
         "enabled": st.booleans(),
         "intervalMinutes": st.integers(-10, 20_000),
         "checks": st.lists(st.sampled_from(catalog.check_names()) | names, max_size=70),
+        "notify": notify_lists,
+        "repeatIntervalSeconds": st.integers(-1, 1_000_000) | st.none(),
     },
 )
 configurations = st.sampled_from(CONFIGURATIONS)
@@ -188,9 +220,9 @@ def test_the_operators_task_check_answers_every_spec(raw: dict, configuration: c
 
 
 @EXAMPLES
-@given(heartbeat_specs)
-def test_the_operators_heartbeat_check_answers_every_spec(raw: dict) -> None:
-    _accepted_or_refused(raw, validation.heartbeat_spec(raw))
+@given(heartbeat_specs, configurations)
+def test_the_operators_heartbeat_check_answers_every_spec(raw: dict, configuration: config.OperatorConfig) -> None:
+    _accepted_or_refused(raw, validation.heartbeat_spec(raw, configuration))
 
 
 @EXAMPLES
@@ -243,9 +275,11 @@ def test_the_task_webhook_raises_only_admission_errors(raw: dict, configuration:
 
 
 @EXAMPLES
-@given(heartbeat_specs)
-def test_the_heartbeat_webhook_raises_only_admission_errors(raw: dict) -> None:
-    _admission(handlers.validate_heartbeat(spec=raw), raw)
+@given(heartbeat_specs, configurations)
+def test_the_heartbeat_webhook_raises_only_admission_errors(raw: dict, configuration: config.OperatorConfig) -> None:
+    memo = kopf.Memo()
+    memo.config = configuration
+    _admission(handlers.validate_heartbeat(spec=raw, memo=memo), raw)
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
@@ -259,12 +293,12 @@ def test_a_folder_of_the_time_zone_database_is_refused_as_a_time_zone(folder: st
 
 
 def test_a_repeated_check_is_refused_by_name() -> None:
-    _, errors = validation.heartbeat_spec({"checks": ["workflows", "credits", "workflows"]})
+    _, errors = validation.heartbeat_spec({"checks": ["workflows", "credits", "workflows"]}, CONFIGURATIONS[0])
     assert errors == [validation.FieldError("checks", "check 'workflows' listed more than once; list each check once")]
 
 
 def test_a_refused_control_character_reads_without_pydantics_prefix() -> None:
-    _, errors = validation.heartbeat_spec({"checks": ["work\x1bflows"]})
+    _, errors = validation.heartbeat_spec({"checks": ["work\x1bflows"]}, CONFIGURATIONS[0])
     assert errors == [
         validation.FieldError(
             "checks.0", "must not contain control or bidirectional-override characters (U+001B at position 4)"

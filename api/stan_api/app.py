@@ -33,6 +33,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _location(field: str) -> list[str | int]:
+    """A field path as FastAPI's own 422s write it: list indexes as numbers (``notify.0.url``)."""
+    return [int(part) if part.isdigit() else part for part in field.split(".")]
+
+
 def _error(code: int, detail: object) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=code)
 
@@ -65,7 +70,7 @@ def create_app() -> FastAPI:
     async def invalid(request: Request, error: Invalid) -> JSONResponse:
         return _error(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body", *e.field.split(".")], "msg": e.reason, "type": "value_error"} for e in error.errors],
+            [{"loc": ["body", *_location(e.field)], "msg": e.reason, "type": "value_error"} for e in error.errors],
         )
 
     @app.exception_handler(QuotaExceeded)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from stan_api import schemas
+from stan_api import schemas, views
 from stan_api.facade import Facade, Invalid, TimedOut, retrying_conflicts, talking_to_cluster
 from stan_core import catalog, kube, models, validation
 
@@ -28,6 +28,9 @@ def _answer(spec: models.StanHeartbeatSpec) -> schemas.Heartbeat:
         checks=spec.checks,
         intervalMinutes=spec.intervalMinutes,
         availableChecks=catalog.check_names(),
+        **views.notification_fields(
+            spec.model_dump(mode="json", exclude_none=True), views.HEARTBEAT_NOTIFICATION_FIELDS
+        ),
     )
 
 
@@ -46,7 +49,7 @@ def recent_runs(facade: Facade, namespace: str) -> list[schemas.HeartbeatRecord]
             startedAt=run.startedAt,
             durationSeconds=run.durationSeconds,
             healthy=run.healthy,
-            checks={check: state.value for check, state in run.checks.items()},
+            checks={check: models.CheckStatus(state).value for check, state in run.checks.items()},
             issues=run.issues,
             onDemand=run.runRequest is not None,
         )
@@ -75,7 +78,7 @@ async def _write(facade: Facade, namespace: str, spec_changes: dict, annotations
         if current is not None and models.RUN_REQUEST_ANNOTATION in annotations and _pending_request(current):
             return current
         merged = {**_spec(facade, current).model_dump(mode="json"), **spec_changes}
-        _, errors = validation.guarded(validation.heartbeat_spec, merged)
+        _, errors = validation.guarded(validation.heartbeat_spec, merged, facade.configuration)
         if errors:
             raise Invalid(errors)
         if current is None:

@@ -20,6 +20,23 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Notifying(BaseModel):
+    """Stan addition: where notifications go, as the README's "Notifications" describes. In an answer,
+    present only for an object that notifies, so that every other keeps the documented shape."""
+
+    notify: list[models.NotifyTarget] | None = Field(default=None, max_length=models.MAX_NOTIFY_TARGETS)
+    repeatIntervalSeconds: int | None = Field(
+        default=None, ge=60, le=7 * 86400, description="While failing or unhealthy, remind this often."
+    )
+
+
+class TaskNotifying(Notifying):
+    failureThreshold: int | None = Field(default=None, ge=1, le=100, description="Failed runs in a row to notify.")
+    deadManGraceSeconds: int | None = Field(
+        default=None, ge=1, le=30 * 86400, description="Notify when no run has succeeded this long past a tick."
+    )
+
+
 class TaskSummary(BaseModel):
     id: str = Field(examples=["task_abc001"])
     name: str
@@ -29,7 +46,7 @@ class TaskSummary(BaseModel):
     status: str = Field(description="active or paused")
 
 
-class Task(TaskSummary):
+class Task(TaskNotifying, TaskSummary):
     """The full Scheduled Task object."""
 
     createdAt: models.Timestamp
@@ -39,8 +56,8 @@ class Task(TaskSummary):
     concurrencyPolicy: str = Field(description="Stan addition: Allow, Forbid or Replace.")
 
 
-class TaskExtras(Body):
-    """Optional scheduling fields Stan adds to the contract."""
+class TaskExtras(TaskNotifying, Body):
+    """Optional scheduling and notification fields Stan adds to the contract."""
 
     timeZone: Text | None = Field(default=None, examples=["Europe/Berlin"])
     concurrencyPolicy: models.ConcurrencyPolicy | None = None
@@ -100,14 +117,14 @@ class Action(BaseModel):
     kind: str = Field(description="builtin (runs in the operator) or job (runs as a Kubernetes Job)")
 
 
-class Heartbeat(BaseModel):
+class Heartbeat(Notifying):
     enabled: bool
     checks: list[str]
     intervalMinutes: int
     availableChecks: list[str]
 
 
-class HeartbeatUpdate(Body):
+class HeartbeatUpdate(Notifying, Body):
     enabled: bool | None = None
     checks: list[Text] | None = Field(
         default=None, max_length=models.MAX_CHECKS, description="Each check at most once."

@@ -12,6 +12,18 @@ import datetime
 from stan_api import schemas
 from stan_core import ids, models
 
+TASK_NOTIFICATION_FIELDS = ("notify", "repeatIntervalSeconds", "failureThreshold", "deadManGraceSeconds")
+HEARTBEAT_NOTIFICATION_FIELDS = ("notify", "repeatIntervalSeconds")
+
+
+def notification_fields(spec: dict, names: tuple[str, ...]) -> dict:
+    """A spec's notification settings for an answer: none for an object that does not notify, so that
+    it keeps the documented shape. Targets show as given: an inline URL, or the Secret's name and key,
+    never a Secret's value."""
+    if not spec.get("notify"):
+        return {}
+    return {name: spec[name] for name in names if spec.get(name) is not None}
+
 
 def task_status(body: dict) -> models.StanTaskStatus:
     return models.StanTaskStatus.model_validate(body.get("status") or {})
@@ -47,4 +59,5 @@ def full(body: dict) -> schemas.Task:
         nextRunAt=status.nextRunAt,
         timeZone=spec.get("timeZone", "UTC"),
         concurrencyPolicy=spec.get("concurrencyPolicy", "Allow"),
+        **notification_fields(spec, TASK_NOTIFICATION_FIELDS),
     )

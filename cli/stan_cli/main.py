@@ -47,6 +47,10 @@ def cli() -> None:
     help="Fire ticks only while holding the Lease 'stan-operator' in $STAN_NAMESPACE (for replicas).",
 )
 @click.option("--liveness", default="http://0.0.0.0:8081/healthz", show_default=True)
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Where Prometheus metrics are served.")
+@click.option(
+    "--metrics-port", envvar="STAN_METRICS_PORT", default=9090, show_default=True, type=int, help="0: not served."
+)
 @click.option("--verbose", is_flag=True)
 def operator_command(
     namespaces: tuple[str, ...],
@@ -58,6 +62,8 @@ def operator_command(
     webhook_cert_dir: Path | None,
     leader_election: bool,
     liveness: str,
+    metrics_host: str,
+    metrics_port: int,
     verbose: bool,
 ) -> None:
     """Run the operator in the foreground."""
@@ -85,7 +91,13 @@ def operator_command(
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(options=handlers.Options(webhook=webhook_options, leader_election=leader_election)),
+        memo=kopf.Memo(
+            options=handlers.Options(
+                webhook=webhook_options,
+                leader_election=leader_election,
+                metrics_address=(metrics_host, metrics_port) if metrics_port else None,
+            )
+        ),
     )
 
 

@@ -1,7 +1,7 @@
 """Build the control plane's and the node's binaries once, from the Go module proxy, and cache them.
 
 The versions are pinned by the wrapper modules beside this file (``kube/``,
-``etcd/``, ``containerd/``, ``coredns/``, and ``helm/`` for the chart's tests);
+``etcd/``, ``containerd/``, ``coredns/``, and ``helm/`` and ``promtool/`` for the chart's tests);
 the cache key includes a digest of their go.mod and go.sum (and Go source, which
 only coredns' has) and of the build settings, so a version bump rebuilds and an
 unchanged checkout never does. The cache lives outside the work tree so that
@@ -42,6 +42,8 @@ class Component:
     """The wrapper module's directory when it is not ``name``: one module may feed two components."""
     cgo: bool = True
     """False builds pure-Go static binaries, as upstream builds containerd's shim, whatever C compiler is around."""
+    tags: tuple[str, ...] = ()
+    """Go build tags."""
 
     @property
     def module_dir(self) -> Path:
@@ -70,6 +72,7 @@ class Component:
             digest.update((self.module_dir / file).read_bytes())
         digest.update(self.ldflags.encode())  # empty for most: their keys stay as they were
         digest.update(b"" if self.cgo else b"CGO_ENABLED=0")
+        digest.update(",".join(self.tags).encode())  # none for most: their keys stay as they were
         return f"{self.name}-{self.version}-{digest.hexdigest()[:12]}"
 
 
@@ -81,6 +84,13 @@ def _helm_stamps(component: Component) -> dict[str, str]:
     for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
         stamps |= {f"{package}.k8sVersionMajor": "1", f"{package}.k8sVersionMinor": minor}
     return stamps
+
+
+def _promtool_stamps(component: Component) -> dict[str, str]:
+    """What Prometheus' release build stamps: the version ``promtool --version`` reports. The Go module's
+    v0.316.0 is release 3.16.0."""
+    _, release, patch = component.version.split(".")
+    return {"github.com/prometheus/common/version.Version": f"{release[0]}.{int(release[1:])}.{patch}"}
 
 
 def _kube_stamps(component: Component) -> dict[str, str]:
@@ -125,6 +135,16 @@ HELM = Component(
     cold_build="1 to 3 minutes",
     stamps=_helm_stamps,
 )
+PROMTOOL = Component(
+    name="promtool",
+    pinned_module="github.com/prometheus/prometheus",
+    executables={"github.com/prometheus/prometheus/cmd/promtool": "promtool"},
+    cold_build="2 to 3 minutes",
+    stamps=_promtool_stamps,
+    cgo=False,  # as Prometheus' release builds it
+    # Without the service discoveries (cloud SDKs), which checking and testing rules does not use: half the build.
+    tags=("remove_all_sd",),
+)
 KUBE_NODE = Component(
     name="kube-node",
     module="kube",
@@ -156,7 +176,7 @@ COREDNS = Component(
     cold_build="about 80 seconds",
     cgo=False,  # static, so that its image holds the binary alone
 )
-CONTROL_PLANE = (KUBE, ETCD, HELM)
+CONTROL_PLANE = (KUBE, ETCD, HELM, PROMTOOL)
 NODE = (KUBE_NODE, CONTAINERD, COREDNS)
 COMPONENTS = CONTROL_PLANE + NODE
 
@@ -179,7 +199,8 @@ def _go_default_name(package: str) -> str:
 
 
 def binary_path(name: str) -> Path:
-    """Where a built binary lives, by its name: ``etcd``, ``kube-apiserver``, ``kubelet``, ``ctr``, ``helm``..."""
+    """Where a built binary lives, by its name: ``etcd``, ``kube-apiserver``, ``kubelet``, ``ctr``, ``helm``,
+    ``promtool``..."""
     for component in COMPONENTS:
         if name in component.executables.values():
             return binary_dir(component) / name
@@ -222,6 +243,7 @@ def _build(component: Component, target: Path, out) -> None:
         "-v",
         "-trimpath",
         f"-ldflags={component.ldflags}",
+        f"-tags={','.join(component.tags)}",
         "-o",
         str(staging) + "/",
         *component.executables,

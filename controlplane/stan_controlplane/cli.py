@@ -19,9 +19,10 @@ CHART_CRDS_DIR = CHART_DIR / "files" / "crds"
 
 @click.command()
 @click.option("--api-port", envvar="STAN_API_PORT", default=8080, show_default=True, type=int)
-def run(api_port: int) -> None:
+@click.option("--metrics-port", envvar="STAN_METRICS_PORT", default=9090, show_default=True, type=int)
+def run(api_port: int, metrics_port: int) -> None:
     """Run Stan locally: the control plane (unless KUBECONFIG is set), the CRDs, the operator and the API."""
-    raise SystemExit(supervisor.run(PROJECT_ROOT, api_port))
+    raise SystemExit(supervisor.run(PROJECT_ROOT, api_port, metrics_port))
 
 
 @click.command()

@@ -95,13 +95,14 @@ def _stan(*args: str) -> list[str]:
     return [sys.executable, "-m", "stan_cli", *args]
 
 
-def _banner(api_port: int, kubeconfig: str) -> str:
+def _banner(api_port: int, metrics_port: int, kubeconfig: str) -> str:
     kubectl = shutil.which("kubectl") or str(build.binary_path("kubectl"))
     return "\n".join(
         [
             "",
             "Stan is running. Ctrl-C stops it.",
             f"  API:        http://127.0.0.1:{api_port}/api/v1/stan  (docs: http://127.0.0.1:{api_port}/docs)",
+            f"  metrics:    http://127.0.0.1:{metrics_port}/metrics  (the operator's; the API's at /metrics)",
             f"  kubeconfig: {kubeconfig}",
             f"  kubectl:    KUBECONFIG={kubeconfig} {kubectl} get stantasks -A",
             f"  API key:    KUBECONFIG={kubeconfig} .venv/bin/stan apikey create --user you --scopes stan:execute",
@@ -121,7 +122,7 @@ def _supervise(children: dict[str, subprocess.Popen[bytes]], output: OutputWatch
             return _OUTPUT_LOST
 
 
-def run(project_root: Path, api_port: int) -> int:
+def run(project_root: Path, api_port: int, metrics_port: int) -> int:
     _stop_on_signals()
     output = OutputWatch(sys.stdout.fileno())
     plane: cluster.ControlPlane | None = None
@@ -142,10 +143,14 @@ def run(project_root: Path, api_port: int) -> int:
                 str(processes.free_port()),
                 "--liveness",
                 f"http://127.0.0.1:{processes.free_port()}/healthz",
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                str(metrics_port),
             )
         )
         children["api"] = processes.spawn(_stan("api", "--port", str(api_port)))
-        _say(_banner(api_port, os.environ["KUBECONFIG"]))
+        _say(_banner(api_port, metrics_port, os.environ["KUBECONFIG"]))
         return _supervise(children, output)
     except Stopped as stopped:
         return stopped.exit_code

@@ -106,6 +106,17 @@ class OperatorConfig(models.Model):
         default=60.0, gt=0, description="The length of one minute of intervalMinutes; tests shorten it."
     )
     limits: Limits = Field(default_factory=Limits, description="Rate limits and quotas of the REST facade.")
+    notificationAllowlist: list[str] = Field(
+        default_factory=list,
+        description="Where notifications may go: hosts (hooks.slack.com, or host:port) and URL prefixes "
+        "(https://hooks.example.com/stan/). Empty: nowhere, so no tenant can make the operator call an "
+        "address the installation did not name.",
+    )
+    metricsTaskLabel: bool = Field(
+        default=False,
+        description="Label the operator's per-run metrics with the task's name too. Off: with thousands of "
+        "tasks, a series per task costs Prometheus more than it tells.",
+    )
 
 
 DEFAULT_NAMESPACE = "stan-system"

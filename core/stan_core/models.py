@@ -14,7 +14,7 @@ import enum
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 GROUP = "stan.dev"
 VERSION = "v1alpha1"
@@ -93,7 +93,68 @@ class Condition(Model):
     observedGeneration: int | None = None
 
 
-class StanTaskSpec(Model):
+NotifyType = Literal["webhook", "slack"]
+"""A generic webhook gets Stan's versioned JSON body; a Slack-compatible incoming webhook gets ``{"text"}``."""
+
+
+class SecretKeyRef(Model):
+    """A key of a Secret in the object's own namespace, read by the operator when it sends."""
+
+    name: Text = Field(min_length=1, max_length=253, description="The Secret's name.")
+    key: Text = Field(min_length=1, max_length=253, description="The key within the Secret's data.")
+
+
+class UrlSource(Model):
+    secretKeyRef: SecretKeyRef
+
+
+MAX_URL_LENGTH = 2048
+MAX_NOTIFY_TARGETS = 10
+
+
+class NotifyTarget(Model):
+    """Where a notification goes: a URL given inline or held in a Secret, never both."""
+
+    type: NotifyType = Field(default="webhook", description="webhook (Stan's JSON body) or slack.")
+    url: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="The destination; it must match the operator's notificationAllowlist.",
+    )
+    urlFrom: UrlSource | None = Field(
+        default=None,
+        description="The destination held in a Secret; checked against the allowlist when sending.",
+    )
+    signingSecretRef: SecretKeyRef | None = Field(
+        default=None,
+        description="Sign the body with HMAC-SHA256 under this Secret key's value (header X-Stan-Signature-256).",
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> NotifyTarget:
+        if (self.url is None) == (self.urlFrom is None):
+            raise ValueError("give exactly one of url and urlFrom")
+        return self
+
+
+class Notifying(Model):
+    """The notification fields that StanTask and StanHeartbeat specs share."""
+
+    notify: list[NotifyTarget] = Field(
+        default_factory=list,
+        max_length=MAX_NOTIFY_TARGETS,
+        description="Where to send notifications of state changes; empty: none are sent.",
+    )
+    repeatIntervalSeconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=7 * 86400,
+        description="While failing or unhealthy, send a reminder this often; null: no reminders.",
+    )
+
+
+class StanTaskSpec(Notifying):
     name: Text = Field(min_length=1, max_length=253, description="Human-readable task name.")
     action: Text = Field(min_length=1, max_length=253, description="Stan action to run on each tick.")
     schedule: Text = Field(min_length=1, max_length=253, description="Cron expression controlling when the task runs.")
@@ -117,6 +178,19 @@ class StanTaskSpec(Model):
         "a tick missed by more is recorded as skipped.",
     )
     runHistoryLimit: int = Field(default=10, ge=1, le=100, description="How many recent runs status keeps.")
+    failureThreshold: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Failed runs in a row that make the task failing, which is notified; at most runHistoryLimit.",
+    )
+    deadManGraceSeconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=30 * 86400,
+        description="Notify when no run has succeeded this long after the first tick since the last success; "
+        "null: off.",
+    )
 
 
 class Run(Model):
@@ -130,7 +204,56 @@ class Run(Model):
     message: str = ""
 
 
-class StanTaskStatus(Model):
+class NotificationOutcome(str, enum.Enum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+class PendingNotification(Model):
+    """A notification decided and not yet delivered to every target; the leader that finds it sends it."""
+
+    key: str = Field(description="The idempotency key: the same for every attempt, by any replica.")
+    event: str
+    occurredAt: Timestamp = Field(description="The state change (or reminder) it tells of.")
+    message: str = ""
+    reminder: bool = Field(default=False, description="A reminder of an alert still open, not a change.")
+    run: Run | None = Field(default=None, description="The run it tells of, for a task.")
+    targets: list[int] = Field(default_factory=list, description="Indexes into spec.notify still to deliver to.")
+
+
+class NotificationRecord(Model):
+    """The outcome of the latest delivery to one target."""
+
+    time: Timestamp
+    event: str
+    key: str
+    target: int = Field(description="Index into spec.notify.")
+    outcome: NotificationOutcome
+    attempts: int
+    message: str = ""
+
+
+class NotificationState(Model):
+    """What has been announced, so that each state change is notified once, by whichever replica leads."""
+
+    alert: str | None = Field(default=None, description="The open alert (failing, deadman, unhealthy), or null.")
+    alertSince: Timestamp | None = Field(default=None, description="The state change that opened it.")
+    remindedAt: Timestamp | None = Field(default=None, description="When the latest reminder was due.")
+    missedThrough: Timestamp | None = Field(
+        default=None, description="Skipped ticks up to this one have been notified as missed."
+    )
+    pending: list[PendingNotification] = Field(default_factory=list)
+
+
+class Notified(Model):
+    """The notification fields that StanTask and StanHeartbeat statuses share."""
+
+    notifications: NotificationState = Field(default_factory=NotificationState)
+    lastNotification: NotificationRecord | None = None
+
+
+class StanTaskStatus(Notified):
     status: Literal["active", "paused"] | None = None
     lastRunAt: Timestamp | None = Field(default=None, description="When the last run started.")
     nextRunAt: Timestamp | None = Field(default=None, description="The next tick; null while paused.")
@@ -152,7 +275,7 @@ MAX_CHECKS = 64
 """A bound on the checks list whatever the registry holds, so no spec can grow toward etcd's object limit."""
 
 
-class StanHeartbeatSpec(Model):
+class StanHeartbeatSpec(Notifying):
     enabled: bool = Field(default=True, description="Whether the heartbeat runs on its interval.")
     checks: list[Annotated[Text, Field(min_length=1, max_length=253)]] = Field(
         default_factory=lambda: ["workflows", "deployments", "credits"],
@@ -190,7 +313,7 @@ class HeartbeatRecord(Model):
     runRequest: str | None = Field(default=None, description="The on-demand request it answered; null on schedule.")
 
 
-class StanHeartbeatStatus(Model):
+class StanHeartbeatStatus(Notified):
     lastRunAt: Timestamp | None = None
     nextRunAt: Timestamp | None = None
     results: list[CheckResult] = Field(default_factory=list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -88,14 +89,79 @@ def task_spec(raw: Any, configuration: config.OperatorConfig) -> tuple[models.St
     model_ids = [model.id for model in configuration.modelCatalog]
     if model_ids and spec.modelId not in model_ids:
         errors.append(FieldError("modelId", f"unknown model {spec.modelId!r}; available: {', '.join(model_ids)}"))
+    if spec.failureThreshold > spec.runHistoryLimit:
+        errors.append(
+            FieldError(
+                "failureThreshold",
+                f"must be at most runHistoryLimit ({spec.runHistoryLimit}): the streak is counted in the runs "
+                "status keeps",
+            )
+        )
+    errors += _destinations(spec, configuration)
     return (None if errors else spec), errors
+
+
+def destination_refusal(url: str, allowlist: list[str]) -> str | None:
+    """Why the operator may not send to ``url``, or None when the allowlist names it.
+
+    An entry without ``://`` is a host, optionally with a port (``hooks.slack.com``, ``10.0.0.5:8080``);
+    one with it is a URL prefix, matched by scheme, host, port and leading path segments, so that the
+    prefix ``https://hooks.example.com/stan`` admits neither ``https://hooks.example.com.evil.net/`` nor
+    ``https://hooks.example.com/stanley``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        return f"is not a URL: {error}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http or https URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials before its host"
+    if not any(_admits(entry, parts, port) for entry in allowlist):
+        named = ", ".join(allowlist) if allowlist else "nothing (notificationAllowlist is empty)"
+        return f"is not in the operator's notificationAllowlist, which admits {named}"
+    return None
+
+
+def _admits(entry: str, url: urllib.parse.SplitResult, port: int | None) -> bool:
+    if "://" not in entry:
+        host, _, entry_port = entry.lower().partition(":")
+        return url.hostname == host and (not entry_port or entry_port == str(_effective_port(url.scheme, port)))
+    prefix = urllib.parse.urlsplit(entry)
+    try:
+        prefix_port = prefix.port
+    except ValueError:
+        return False
+    path = prefix.path
+    return (
+        url.scheme == prefix.scheme.lower()
+        and url.hostname == (prefix.hostname or "")
+        and _effective_port(url.scheme, port) == _effective_port(prefix.scheme.lower(), prefix_port)
+        and (path in ("", "/") or url.path == path or url.path.startswith(path if path.endswith("/") else path + "/"))
+    )
+
+
+def _effective_port(scheme: str, port: int | None) -> int:
+    return port if port is not None else (443 if scheme == "https" else 80)
+
+
+def _destinations(spec: models.Notifying, configuration: config.OperatorConfig) -> list[FieldError]:
+    """The inline URLs the allowlist does not admit; a URL in a Secret is checked when sending."""
+    return [
+        FieldError(f"notify.{index}.url", reason)
+        for index, target in enumerate(spec.notify)
+        if target.url is not None
+        and (reason := destination_refusal(target.url, configuration.notificationAllowlist)) is not None
+    ]
 
 
 def _checks(names: list[str]) -> str:
     return f"check{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}"
 
 
-def heartbeat_spec(raw: Any) -> tuple[models.StanHeartbeatSpec | None, list[FieldError]]:
+def heartbeat_spec(
+    raw: Any, configuration: config.OperatorConfig
+) -> tuple[models.StanHeartbeatSpec | None, list[FieldError]]:
     """The parsed heartbeat spec and every reason to refuse it."""
     try:
         spec = models.StanHeartbeatSpec.model_validate(raw)
@@ -109,4 +175,5 @@ def heartbeat_spec(raw: Any) -> tuple[models.StanHeartbeatSpec | None, list[Fiel
     repeated = [name for name, count in collections.Counter(spec.checks).items() if count > 1]
     if repeated:
         errors.append(FieldError("checks", f"{_checks(repeated)} listed more than once; list each check once"))
+    errors += _destinations(spec, configuration)
     return (None if errors else spec), errors

@@ -2,7 +2,8 @@
 
 As the CronJob controller reaches the API server only through its jobControl
 and cronJobControl interfaces, the scheduler and the heartbeat loop reach it
-only through these: the status store, the event recorder and the Job control.
+only through these: the status store, the event recorder, the Job control and
+the outbox of notifications.
 ``kube_effects`` implements them against the API server; tests implement them
 in memory, and so drive every scheduling rule without one.
 """
@@ -10,6 +11,7 @@ in memory, and so drive every scheduling rule without one.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
 from stan_core import models
@@ -39,6 +41,11 @@ class ClaimLost(Exception):
 
 class Unreachable(Exception):
     """The API server stayed unreachable for as long as the caller was willing to wait."""
+
+
+class Undeliverable(Exception):
+    """A notification's destination, or a Secret it needs, could not be reached; trying again may help.
+    The message never holds the destination, which may have come from a Secret."""
 
 
 class StatusWriter(Protocol[StatusT]):
@@ -78,14 +85,27 @@ class JobControl(Protocol):
         ...
 
 
+class Outbox(Protocol):
+    async def secret(self, namespace: str, ref: models.SecretKeyRef) -> str:
+        """The value of a Secret's key in ``namespace``; raises Undeliverable when it cannot be read."""
+        ...
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``body`` and return the HTTP status; raises Undeliverable when no answer came."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskEffects:
     status: TaskStatusStore
     events: EventRecorder
     jobs: JobControl
+    outbox: Outbox | None = None
+    """Where notifications go; None sends none (the scheduling rules' tests in memory)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class HeartbeatEffects:
     status: StatusWriter[models.StanHeartbeatStatus]
     events: EventRecorder
+    outbox: Outbox | None = None

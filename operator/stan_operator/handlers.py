@@ -15,7 +15,16 @@ import socket
 import kopf
 
 from stan_core import config, kube, models, validation
-from stan_operator import heartbeats, kube_effects, leadership, scheduler, supervision, webhooks
+from stan_operator import (
+    heartbeats,
+    kube_effects,
+    leadership,
+    metrics,
+    notifications,
+    scheduler,
+    supervision,
+    webhooks,
+)
 from stan_operator.actions import jobs, registry
 
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server wants an integer
@@ -35,6 +44,8 @@ class Options:
 
     webhook: webhooks.WebhookOptions | None
     leader_election: bool
+    metrics_address: tuple[str, int] | None
+    """Where to serve Prometheus metrics (host, port); None for nowhere."""
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -77,18 +88,32 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
         )
         leading = memo.leader.leading
         memo.supervisor.keep("leader election", memo.leader.run, stale_after=LOOP_STALE_SECONDS)
+    memo.metrics = metrics.Metrics(task_label=memo.config.metricsTaskLabel)
+    memo.outbox = kube_effects.Outbox(memo.api)
     memo.scheduler = scheduler.Scheduler(
         memo.api,
         memo.config,
         registry.build(memo.config, memo.tracker),
         memo.supervisor,
-        kube_effects.for_tasks(memo.api),
+        kube_effects.for_tasks(memo.api, memo.outbox),
         leading,
+        metrics=memo.metrics,
     )
     memo.heartbeats = heartbeats.Heartbeats(
-        memo.api, memo.config, memo.supervisor, kube_effects.for_heartbeats(memo.api), leading
+        memo.api,
+        memo.config,
+        memo.supervisor,
+        kube_effects.for_heartbeats(memo.api, memo.outbox),
+        leading,
+        metrics=memo.metrics,
     )
+    memo.metrics.follow(memo.scheduler.state, memo.heartbeats.states, lambda: leading is None or leading.is_set())
+    memo.metrics_server = None
+    if options.metrics_address is not None:
+        memo.metrics_server = await memo.metrics.serve(*options.metrics_address)
     memo.supervisor.keep("scheduler", memo.scheduler.run, stale_after=LOOP_STALE_SECONDS)
+    sweeps = [memo.scheduler.sweep_notifications, memo.heartbeats.sweep_notifications]
+    memo.supervisor.keep("notifications", lambda beat: notifications.keep_sweeping(sweeps, beat))
 
 
 @kopf.on.probe(id="loops")
@@ -105,6 +130,9 @@ async def cleanup(memo: kopf.Memo, **_: object) -> None:
     memo.supervisor.stop()
     if memo.leader is not None:
         await memo.leader.release()
+    if memo.metrics_server is not None:
+        await memo.metrics_server.cleanup()
+    await memo.outbox.close()
     await memo.api.close()
 
 
@@ -134,8 +162,8 @@ async def validate_task(spec: kopf.Spec, memo: kopf.Memo, **_: object) -> None:
         raise kopf.AdmissionError(f"invalid StanTask: {validation.describe(errors)}", code=422)
 
 
-async def validate_heartbeat(spec: kopf.Spec, **_: object) -> None:
-    errors = validation.guarded(validation.heartbeat_spec, dict(spec))[1]
+async def validate_heartbeat(spec: kopf.Spec, memo: kopf.Memo, **_: object) -> None:
+    errors = validation.guarded(validation.heartbeat_spec, dict(spec), memo.config)[1]
     if errors:
         raise kopf.AdmissionError(f"invalid StanHeartbeat: {validation.describe(errors)}", code=422)
 

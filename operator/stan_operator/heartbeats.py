@@ -18,10 +18,11 @@ from kubernetes_asyncio import client
 
 from stan_core import config, models, validation
 from stan_core.kube import Body
-from stan_operator import status, supervision
+from stan_operator import notifications, status, supervision
 from stan_operator.checks import CheckContext, runner
 from stan_operator.clock import Clock, seconds_until, system_clock
 from stan_operator.effects import HeartbeatEffects, Patch
+from stan_operator.metrics import HeartbeatState, Metrics
 from stan_operator.watched import Keeper, Watched
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class Heartbeats:
         effects: HeartbeatEffects,
         leading: asyncio.Event | None = None,
         clock: Clock = system_clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self._api = api
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._supervisor = supervisor
         self._config = configuration
@@ -57,6 +60,37 @@ class Heartbeats:
             effects.status, effects.events, leading, lambda heartbeat: self.forget(heartbeat.namespace)
         )
         self._heartbeats: dict[str, Heartbeat] = {}
+        self._notifier: notifications.Notifier[Heartbeat] = notifications.Notifier(
+            models.STAN_HEARTBEAT,
+            self._keeper,
+            effects.events,
+            effects.outbox,
+            configuration.notificationAllowlist,
+            supervisor,
+            clock,
+            self._metrics,
+            targets=lambda heartbeat: heartbeat.spec.notify if heartbeat.spec is not None else [],
+            decide=lambda heartbeat, now: (
+                None
+                if heartbeat.spec is None
+                else notifications.decide_for_heartbeat(heartbeat.uid, heartbeat.spec, heartbeat.status, now)
+            ),
+            current=lambda heartbeat: self._heartbeats.get(heartbeat.namespace) is heartbeat,
+        )
+
+    async def sweep_notifications(self) -> None:
+        await self._notifier.sweep(self._heartbeats.values())
+
+    def states(self) -> list[HeartbeatState]:
+        """Each tenant's heartbeat health and check statuses, for a scrape."""
+        return [
+            HeartbeatState(
+                namespace,
+                heartbeat.status.healthy,
+                {r.check: models.CheckStatus(r.status).value for r in heartbeat.status.results},
+            )
+            for namespace, heartbeat in list(self._heartbeats.items())
+        ]
 
     def _interval(self, spec: models.StanHeartbeatSpec) -> datetime.timedelta:
         return datetime.timedelta(seconds=spec.intervalMinutes * self._config.heartbeatMinuteSeconds)
@@ -78,6 +112,9 @@ class Heartbeats:
                 status=models.StanHeartbeatStatus.model_validate(body.get("status") or {}),
             )
             self._heartbeats[namespace] = known
+        elif self._keeper.standby:
+            # The leader's writes, adopted, so that this replica finds what it left pending when it takes over.
+            known.status = models.StanHeartbeatStatus.model_validate(body.get("status") or {})
         if known.generation != metadata.get("generation", 0):
             await self._reconfigure(known, body)
         if known.spec is not None and (request := self._keeper.new_request(known, metadata, known.status.runRequest)):
@@ -92,7 +129,7 @@ class Heartbeats:
         heartbeat.generation = body["metadata"].get("generation", 0)
         self._supervisor.cancel(heartbeat.loop_name)
         heartbeat.periodic = False
-        spec, errors = validation.guarded(validation.heartbeat_spec, body.get("spec") or {})
+        spec, errors = validation.guarded(validation.heartbeat_spec, body.get("spec") or {}, self._config)
         heartbeat.spec = spec
         if spec is None:
             message = validation.describe(errors)
@@ -146,20 +183,33 @@ class Heartbeats:
             started = self._clock()
             context = CheckContext(api=self._api, namespace=heartbeat.namespace, configuration=self._config)
             results = await runner.run(spec.checks, context)
+            duration = (self._clock() - started).total_seconds()
+            self._metrics.heartbeat_duration.labels(heartbeat.namespace).observe(duration)
             issues = runner.issues(results)
             healthy = not issues
             was_healthy = heartbeat.status.healthy
+            record = models.HeartbeatRecord(
+                startedAt=started,
+                durationSeconds=round(duration, 3),
+                healthy=healthy,
+                checks={result.check: result.status for result in results},
+                issues=[f"{issue.check}: {issue.message}" for issue in issues],
+                runRequest=request,
+            )
+            history = [record, *heartbeat.status.recentRuns][: spec.runHistoryLimit]
             patch: Patch = {
                 "lastRunAt": models.format_timestamp(started),
                 "results": [result.model_dump(mode="json", by_alias=True) for result in results],
                 "issues": [result.model_dump(mode="json", by_alias=True) for result in issues],
                 "healthy": healthy,
+                "recentRuns": [run.model_dump(mode="json", by_alias=True) for run in history],
             }
             if spec.enabled and heartbeat.periodic:
                 patch["nextRunAt"] = models.format_timestamp(self._clock() + self._interval(spec))
             if request is not None:
                 patch["runRequest"] = request
             await self._keeper.write(heartbeat, patch)
+            await self._notifier.reconcile(heartbeat)
         if was_healthy is not None and was_healthy != healthy:
             summary = "; ".join(f"{issue.check}: {issue.message}" for issue in issues)
             await self._events.post(

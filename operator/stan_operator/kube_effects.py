@@ -1,15 +1,19 @@
 """The side effects' interfaces (``effects``) implemented against the API server.
 
 The one module of the scheduler and the heartbeat loop that calls the API
-server, so that a change of client helpers is made here alone.
+server, so that a change of client helpers is made here alone; and the one
+that sends notifications over HTTP.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Generic
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -23,11 +27,14 @@ from stan_operator.effects import (
     Patch,
     StatusT,
     TaskEffects,
+    Undeliverable,
     Unreachable,
 )
 
 LOST_CLAIM_STATUSES = (404, 409, 422)
 """The object gone, a conflicting write, or the JSON patch's test failed."""
+SEND_TIMEOUT_SECONDS = 10.0
+"""How long one notification attempt may take, connection included."""
 
 
 class StatusStore(Generic[StatusT]):
@@ -95,9 +102,50 @@ class JobControl:
         await jobs.prune(self._api, namespace, task_uid, keep)
 
 
-def for_tasks(api: client.ApiClient) -> TaskEffects:
-    return TaskEffects(TaskStatusStore(api), EventRecorder(api, models.STAN_TASK), JobControl(api))
+class Outbox:
+    """Notifications over HTTP, with Secrets read by the operator's own credentials."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._session: aiohttp.ClientSession | None = None
+
+    async def secret(self, namespace: str, ref: models.SecretKeyRef) -> str:
+        try:
+            secret = await kube.raw(
+                client.CoreV1Api(self._api).read_namespaced_secret, name=ref.name, namespace=namespace
+            )
+        except ApiException as error:
+            raise Undeliverable(f"Secret {ref.name} could not be read: {error.status} {error.reason}") from error
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise Undeliverable(f"Secret {ref.name} could not be read: {type(error).__name__}") from error
+        value = (secret.get("data") or {}).get(ref.key)
+        if value is None:
+            raise Undeliverable(f"Secret {ref.name} has no key {ref.key}")
+        try:
+            return base64.b64decode(value, validate=True).decode().strip()
+        except (binascii.Error, UnicodeDecodeError) as error:
+            raise Undeliverable(f"Secret {ref.name} key {ref.key} is not UTF-8 text") from error
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_SECONDS))
+        try:
+            async with self._session.post(url, data=body, headers=dict(headers), allow_redirects=False) as answer:
+                await answer.read()
+                return answer.status
+        except TimeoutError as error:
+            raise Undeliverable(f"no answer within {SEND_TIMEOUT_SECONDS:g}s") from error
+        except (aiohttp.ClientError, OSError) as error:
+            raise Undeliverable(f"not reached: {type(error).__name__}") from error
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
-def for_heartbeats(api: client.ApiClient) -> HeartbeatEffects:
-    return HeartbeatEffects(StatusStore(api, models.STAN_HEARTBEAT), EventRecorder(api, models.STAN_HEARTBEAT))
+def for_tasks(api: client.ApiClient, outbox: Outbox) -> TaskEffects:
+    return TaskEffects(TaskStatusStore(api), EventRecorder(api, models.STAN_TASK), JobControl(api), outbox)
+
+
+def for_heartbeats(api: client.ApiClient, outbox: Outbox) -> HeartbeatEffects:
+    return HeartbeatEffects(StatusStore(api, models.STAN_HEARTBEAT), EventRecorder(api, models.STAN_HEARTBEAT), outbox)

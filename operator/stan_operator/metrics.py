@@ -28,6 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from stan_core import models
+
 START_DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 """From a millisecond (an in-process run at its tick) to ten minutes (an operator that was away)."""
 HEARTBEAT_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -49,10 +51,13 @@ class HeartbeatState:
     namespace: str
     healthy: bool | None
     checks: dict[str, str]
-    """Each check's latest status (ok, warning, error)."""
+    """Each check's latest status (ok, warn, error)."""
 
 
-CHECK_STATUSES = ("ok", "warning", "error")
+CHECK_STATUSES = tuple(status.value for status in models.CheckStatus)
+RUN_RESULTS = tuple(result.value for result in models.RunResult if result != models.RunResult.RUNNING)
+NOTIFICATION_CHANNELS = ("webhook", "slack")
+NOTIFICATION_OUTCOMES = ("delivered", "failed")
 
 
 class Metrics:
@@ -95,17 +100,29 @@ class Metrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+        for channel in NOTIFICATION_CHANNELS:
+            for outcome in NOTIFICATION_OUTCOMES:
+                self.notifications.labels(channel, outcome)
         self._state = _StateCollector()
         self.registry.register(self._state)
 
     def _task(self, namespace: str, task: str) -> tuple[str, ...]:
         return (namespace, task) if self._task_label else (namespace,)
 
+    def task_seen(self, namespace: str, task: str) -> None:
+        """Export a task's series at zero before their first event: ``rate()`` and ``increase()`` see a
+        series' first increment only once the series exists."""
+        labels = self._task(namespace, task)
+        self.start_delay.labels(*labels)
+        self.ticks_missed.labels(*labels)
+        for result in RUN_RESULTS:
+            self.runs.labels(*labels, result)
+
     def run_started(self, namespace: str, task: str, delay_seconds: float) -> None:
         self.start_delay.labels(*self._task(namespace, task)).observe(max(0.0, delay_seconds))
 
-    def run_recorded(self, namespace: str, task: str, result: str) -> None:
-        self.runs.labels(*self._task(namespace, task), result).inc()
+    def run_recorded(self, namespace: str, task: str, result: models.RunResult | str) -> None:
+        self.runs.labels(*self._task(namespace, task), models.RunResult(result).value).inc()
 
     def tick_missed(self, namespace: str, task: str) -> None:
         self.ticks_missed.labels(*self._task(namespace, task)).inc()

@@ -25,6 +25,8 @@ from stan_operator import supervision, ticks
 from stan_operator.actions import Action, Outcome, RunContext, jobs
 from stan_operator.clock import Clock
 from stan_operator.effects import EventRecorder, JobControl
+from stan_operator.metrics import Metrics
+from stan_operator.notifications import Notifier
 from stan_operator.task_state import Task
 from stan_operator.watched import Keeper
 
@@ -54,8 +56,11 @@ class Runs:
         jobs: JobControl,
         clock: Clock,
         statuses: Callable[[str], Mapping[str, models.StanTaskStatus]],
+        metrics: Metrics,
+        notifier: Notifier[Task],
     ) -> None:
-        """``statuses``: every task's status in a namespace, by name, as the watch has them."""
+        """``statuses``: every task's status in a namespace, by name, as the watch has them; ``notifier``
+        hears of every run recorded as ended."""
         self._api = api
         self._config = configuration
         self._actions = actions
@@ -65,6 +70,8 @@ class Runs:
         self._jobs = jobs
         self._clock = clock
         self._statuses = statuses
+        self._metrics = metrics
+        self._notifier = notifier
 
     def job_backed(self, spec: models.StanTaskSpec) -> bool:
         return spec.action in self._config.jobActions
@@ -145,6 +152,8 @@ class Runs:
             return
         dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
         await self._keeper.write(task, {"recentRuns": dumped, "lastRun": dumped[0]})
+        self._metrics.run_recorded(task.namespace, task.name, outcome.result)
+        await self._notifier.reconcile(task)
         await self.report(task, outcome, f"Run {run_id}: {outcome.message}")
 
     async def report(self, task: Task, outcome: Outcome, message: str) -> None:

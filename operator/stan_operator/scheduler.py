@@ -27,11 +27,12 @@ from kubernetes_asyncio import client
 from stan_core import config, models, validation
 from stan_core.index import NamespacedIndex
 from stan_core.kube import Body
-from stan_operator import status, supervision, ticks
+from stan_operator import notifications, status, supervision, ticks
 from stan_operator.actions import Action
 from stan_operator.claims import Claims
 from stan_operator.clock import Clock, system_clock
 from stan_operator.effects import Patch, TaskEffects, Unreachable
+from stan_operator.metrics import Metrics, TaskState
 from stan_operator.runs import Launch, Runs
 from stan_operator.task_state import Task
 from stan_operator.tick_heap import TickHeap
@@ -51,6 +52,7 @@ class Scheduler:
         effects: TaskEffects,
         leading: asyncio.Event | None = None,
         clock: Clock = system_clock,
+        metrics: Metrics | None = None,
     ) -> None:
         """``leading``, when given, is set while this replica holds the lease; ticks fire only then."""
         self._config = configuration
@@ -63,8 +65,32 @@ class Scheduler:
             effects.status, effects.events, leading, lambda task: self.forget(task.namespace, task.name)
         )
         self._claims = Claims(effects.status, clock)
+        self._metrics = metrics or Metrics()
+        self._notifier: notifications.Notifier[Task] = notifications.Notifier(
+            models.STAN_TASK,
+            self._keeper,
+            effects.events,
+            effects.outbox,
+            configuration.notificationAllowlist,
+            supervisor,
+            clock,
+            self._metrics,
+            targets=lambda task: task.spec.notify if task.spec is not None else [],
+            decide=self._notices,
+            current=lambda task: self._tasks.get(task.key) is task,
+        )
         self._runs = Runs(
-            api, configuration, actions, supervisor, self._keeper, effects.events, effects.jobs, clock, self._statuses
+            api,
+            configuration,
+            actions,
+            supervisor,
+            self._keeper,
+            effects.events,
+            effects.jobs,
+            clock,
+            self._statuses,
+            self._metrics,
+            self._notifier,
         )
         self._settled = False
         """Whether the runs that a previous operator left running were settled since this one began to lead;
@@ -93,6 +119,7 @@ class Scheduler:
                 status=models.StanTaskStatus.model_validate(body.get("status") or {}),
             )
             self._tasks.put(key, known)
+            self._metrics.task_seen(*key)
             async with known.lock:
                 await self._reconcile(known, body, first_sight=True)
         request = self._keeper.new_request(known, metadata, known.status.lastRunRequest)
@@ -123,6 +150,29 @@ class Scheduler:
         if task is not None:
             for run in task.active.values():
                 run.cancel()
+
+    def _notices(self, task: Task, now: datetime.datetime) -> notifications.Decision | None:
+        if task.spec is None:
+            return None
+        return notifications.decide_for_task(
+            task.uid, task.spec, task.status, task.created, now, self._schedule(task.spec).after
+        )
+
+    async def sweep_notifications(self) -> None:
+        await self._notifier.sweep(self._tasks.values())
+
+    def state(self) -> TaskState:
+        """What a scrape shows of the tasks."""
+        tasks = list(self._tasks.values())
+        streaks: dict[str, int] = {}
+        for task in tasks:
+            streaks[task.namespace] = max(streaks.get(task.namespace, 0), ticks.failure_streak(task.status.recentRuns))
+        return TaskState(
+            known=len(tasks),
+            scheduled=sum(task.next_tick is not None for task in tasks),
+            heap_depth=len(self._heap),
+            failure_streaks=streaks,
+        )
 
     def _statuses(self, namespace: str) -> dict[str, models.StanTaskStatus]:
         return {name: task.status for name, task in self._tasks.in_namespace(namespace).items()}
@@ -278,6 +328,7 @@ class Scheduler:
                     and await self._claim(task, tick, run, upcoming)
                 )
             except Unreachable:
+                self._metrics.tick_missed(task.namespace, task.name)
                 log.warning(
                     "tick %s of %s/%s missed: the API server was unreachable until past the deadline",
                     tick,
@@ -295,6 +346,9 @@ class Scheduler:
                     task.active.pop(run.runId, None)
                     execution.cancel()
                 return
+            self._count(task, tick, run, launch.decided)
+            if run.result != models.RunResult.RUNNING.value:
+                await self._notifier.reconcile(task)
             if skip_reason is None:
                 await self._runs.replace(task, ticks.replaced(spec, task.status.recentRuns, tick, set(task.active)))
                 if outcome is not None:
@@ -316,6 +370,19 @@ class Scheduler:
             return
         await self._effects.events.post(task.ref, "Fired", f"{fired}.")
 
+    def _count(self, task: Task, tick: datetime.datetime, run: models.Run, decided: datetime.datetime) -> None:
+        """A claimed tick in the metrics: skipped (and missed, past its deadline), or started (and ended)."""
+        assert task.spec is not None
+        if run.result == models.RunResult.SKIPPED.value:
+            self._metrics.run_recorded(task.namespace, task.name, run.result)
+            if ticks.past_deadline(tick, decided, task.spec.startingDeadlineSeconds):
+                self._metrics.tick_missed(task.namespace, task.name)
+            return
+        assert run.startedAt is not None
+        self._metrics.run_started(task.namespace, task.name, (run.startedAt - tick).total_seconds())
+        if run.result != models.RunResult.RUNNING.value:
+            self._metrics.run_recorded(task.namespace, task.name, run.result)
+
     def _current(self, task: Task, generation: int) -> bool:
         """Whether a tick taken from the heap still stands: the task neither gone, nor changed, nor paused."""
         return (
@@ -332,6 +399,7 @@ class Scheduler:
         it afresh."""
         if await self._claims.take(task, tick, run, following):
             return True
+        self._metrics.claims_lost.inc()
         self._tasks.pop(task.key)
         body = await self._effects.status.read(task.namespace, task.name)
         if body is not None:

@@ -22,6 +22,10 @@ class TickHeap:
         self._sequence = 0
         self._wakeup = asyncio.Event()
 
+    def __len__(self) -> int:
+        """Entries waiting, stale ones (of a task rescheduled or gone) included until they come due."""
+        return len(self._heap)
+
     def push(self, key: Key, tick: datetime.datetime) -> None:
         """Add a tick; one earlier than any waiting wakes the sleeper."""
         self._sequence += 1

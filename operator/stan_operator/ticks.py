@@ -111,6 +111,18 @@ def replaced(
     ]
 
 
+def failure_streak(runs: list[models.Run]) -> int:
+    """How many of the latest finished runs (newest first) failed in a row; skipped ticks neither count
+    nor end a streak, since nothing ran."""
+    streak = 0
+    for run in runs:
+        if run.result == models.RunResult.FAILED:
+            streak += 1
+        elif run.result == models.RunResult.SUCCEEDED:
+            break
+    return streak
+
+
 def bounded(runs: list[models.Run], limit: int) -> list[models.Run]:
     """The newest ``limit`` runs, plus older ones still running, whose results are yet to be written."""
     return runs[:limit] + [run for run in runs[limit:] if run.result == models.RunResult.RUNNING]

@@ -11,12 +11,19 @@ from stan_api.facade import State
 router = APIRouter(prefix="/api/v1/stan/heartbeat", tags=["heartbeat"])
 
 
-@router.get("", response_model=schemas.Heartbeat, summary="Get the heartbeat configuration")
+@router.get(
+    "", response_model=schemas.Heartbeat, response_model_exclude_unset=True, summary="Get the heartbeat configuration"
+)
 async def get_heartbeat(facade: State, tenant: Tenant) -> schemas.Heartbeat:
     return heartbeat.get_heartbeat(facade, tenant.namespace)
 
 
-@router.put("", response_model=schemas.Heartbeat, summary="Update the heartbeat configuration")
+@router.put(
+    "",
+    response_model=schemas.Heartbeat,
+    response_model_exclude_unset=True,
+    summary="Update the heartbeat configuration",
+)
 async def update_heartbeat(facade: State, tenant: Tenant, body: schemas.HeartbeatUpdate) -> schemas.Heartbeat:
     return await heartbeat.update_heartbeat(facade, tenant.namespace, body)
 

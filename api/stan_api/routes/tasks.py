@@ -22,7 +22,11 @@ async def list_tasks(facade: State, tenant: Tenant) -> Response:
 
 
 @router.post(
-    "/tasks", response_model=schemas.Task, status_code=status.HTTP_201_CREATED, summary="Create a new scheduled task"
+    "/tasks",
+    response_model=schemas.Task,
+    response_model_exclude_unset=True,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a new scheduled task",
 )
 async def create_task(facade: State, tenant: Tenant, body: schemas.TaskCreate) -> schemas.Task:
     return await tasks.create_task(facade, tenant.namespace, body)
@@ -30,7 +34,8 @@ async def create_task(facade: State, tenant: Tenant, body: schemas.TaskCreate) -
 
 @router.get("/tasks/{id}", response_model=schemas.Task, responses=NOT_FOUND, summary="Get a scheduled task")
 async def get_task(facade: State, tenant: Tenant, id: str) -> Response:
-    return Response(tasks.get_task(facade, tenant.namespace, id).model_dump_json(), media_type="application/json")
+    task = tasks.get_task(facade, tenant.namespace, id)
+    return Response(task.model_dump_json(exclude_unset=True), media_type="application/json")
 
 
 @router.put("/tasks/{id}", response_model=schemas.Updated, responses=NOT_FOUND, summary="Update a scheduled task")

@@ -20,6 +20,8 @@ args:
 ports:
   - name: liveness
     containerPort: 8081
+  - name: metrics
+    containerPort: {{ .Values.metrics.port }}
   {{- if .Values.webhook.enabled }}
   - name: webhook
     containerPort: {{ .Values.webhook.port }}
@@ -33,13 +35,27 @@ livenessProbe:
   timeoutSeconds: 5
 {{- end }}
 
-{{/* The webhook's port, from anywhere: its caller is the API server (see networkpolicy.yaml). */}}
+{{/* The port the operator serves /metrics on: the one its Service and NetworkPolicy name. */}}
+{{- define "stan.operatorEnv" -}}
+- name: STAN_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+{{- end }}
+
+{{/* The webhook's port, from anywhere: its caller is the API server (see networkpolicy.yaml).
+The metrics port, from networkPolicy.metricsFrom (when empty, from anywhere). */}}
 {{- define "stan.operatorIngress" -}}
 {{- if .Values.webhook.enabled }}
 - ports:
     - port: {{ .Values.webhook.port }}
       protocol: TCP
 {{- end }}
+- ports:
+    - port: {{ .Values.metrics.port }}
+      protocol: TCP
+  {{- with .Values.networkPolicy.metricsFrom }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{- define "stan.operatorMounts" -}}

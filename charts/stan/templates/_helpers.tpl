@@ -30,6 +30,7 @@ name is truncated there, with a trailing "-" trimmed.
 {{- define "stan.apiName" -}}{{ include "stan.componentName" (list . "api") }}{{- end }}
 {{- define "stan.webhookName" -}}{{ include "stan.componentName" (list . "webhook") }}{{- end }}
 {{- define "stan.webhookSecretName" -}}{{ include "stan.componentName" (list . "webhook-tls") }}{{- end }}
+{{- define "stan.metricsName" -}}{{ include "stan.componentName" (list . "metrics") }}{{- end }}
 
 {{/* How the REST API is served: "https" with api.tls.secretName, else "http". */}}
 {{- define "stan.apiScheme" -}}{{ if .Values.api.tls.secretName }}https{{ else }}http{{ end }}{{- end }}
@@ -70,7 +71,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{/*
 The pod spec both Deployments share: service account, security, scheduling,
 the configuration and a writable /tmp. Call with (dict "root" $ "component"
-"operator" "values" .Values.operator "containers" <YAML> "volumes" <YAML>).
+"operator" "values" .Values.operator "container" <YAML> "env" <YAML>
+"mounts" <YAML> "volumes" <YAML>); "env" comes before extraEnv, which may override it.
 */}}
 {{- define "stan.podSpec" -}}
 {{- $root := .root -}}
@@ -106,6 +108,9 @@ containers:
         valueFrom:
           fieldRef:
             fieldPath: metadata.namespace
+      {{- with .env }}
+      {{- . | trim | nindent 6 }}
+      {{- end }}
       {{- with $root.Values.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
