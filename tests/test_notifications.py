@@ -26,6 +26,7 @@ from stan_operator import notifications
 
 from . import heartbeats, tasks
 from .conftest import OPERATOR_CONFIG, OperatorProcess, Tenant, eventually, kubectl_apply_refused
+from .test_operator_metrics import scrape, value
 
 SIGNING_KEY = "s3cret-signing-key"
 OFF_LIST = "http://169.254.169.254/latest/meta-data"
@@ -154,7 +155,7 @@ async def test_unhealthy_and_recovery_each_notify_once_signed(
     api: client.ApiClient, private_namespace: str, own_operators: list[OperatorProcess], receiver: Receiver
 ) -> None:
     await _secret(api, private_namespace, "signing", key=SIGNING_KEY)
-    start(own_operators, private_namespace, _config(receiver))
+    operator = start(own_operators, private_namespace, _config(receiver))
     target = await _hook(api, private_namespace, receiver.url, signingSecretRef={"name": "signing", "key": "key"})
     await heartbeats.create(api, private_namespace, checks=["explodes"], intervalMinutes=5, notify=[target])
     assert await _received(receiver, 1) == ["heartbeat.unhealthy"]
@@ -172,8 +173,14 @@ async def test_unhealthy_and_recovery_each_notify_once_signed(
     assert await _received(receiver, 2) == ["heartbeat.unhealthy", "heartbeat.recovered"]
     record = await _settled(api, private_namespace)
     assert (record.event, record.outcome, record.attempts, record.target) == ("heartbeat.recovered", "delivered", 1, 0)
-    await asyncio.sleep(3)  # the heartbeat runs every second meanwhile
+
+    async def three_more_runs() -> bool:
+        runs = (await heartbeats.status(api, private_namespace)).recentRuns
+        return len([run for run in runs if run.startedAt > record.time]) >= 3
+
+    await eventually(three_more_runs, timeout=30)
     assert receiver.events() == ["heartbeat.unhealthy", "heartbeat.recovered"], "each change notified once"
+    assert value(scrape(operator), "stan_notifications_total", channel="webhook", outcome="delivered") == 2
     await tasks.events_posted(api, private_namespace, "default", "Notified")
 
 
@@ -220,7 +227,8 @@ async def test_a_receiver_down_then_up_gets_it_after_retries(
         return bool((await heartbeats.status(api, private_namespace)).notifications.pending)
 
     await eventually(pending, timeout=30)
-    await asyncio.sleep(2)
+    # Attempts meet a closed port meanwhile; nothing records them until one ends, which attempts >= 3 shows.
+    await asyncio.sleep(2 * notifications.FIRST_RETRY_SECONDS)
     down.answers = [500]
     await down.start()
     try:

@@ -87,6 +87,13 @@ def descendants(root: int) -> list[Descendant]:
     return found
 
 
+def _as_from_a_terminal() -> None:
+    """The stop signals at their defaults, as a terminal's shell starts a command: a test run in the
+    background of a shell without job control inherits SIGINT ignored, which ``stan run`` keeps ignored."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, signal.SIG_DFL)
+
+
 class StanRun(ChildProcess):
     """``stan run`` with a state directory of its own, its output piped to a reader that writes the log."""
 
@@ -108,6 +115,7 @@ class StanRun(ChildProcess):
             stdout=self.reader.stdin,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=_as_from_a_terminal,
         )
         self.reader.stdin.close()
 

@@ -57,7 +57,7 @@ class HeartbeatState:
 CHECK_STATUSES = tuple(status.value for status in models.CheckStatus)
 RUN_RESULTS = tuple(result.value for result in models.RunResult if result != models.RunResult.RUNNING)
 NOTIFICATION_CHANNELS = ("webhook", "slack")
-NOTIFICATION_OUTCOMES = ("delivered", "failed")
+NOTIFICATION_OUTCOMES = tuple(outcome.value for outcome in models.NotificationOutcome)
 
 
 class Metrics:
@@ -123,6 +123,9 @@ class Metrics:
 
     def run_recorded(self, namespace: str, task: str, result: models.RunResult | str) -> None:
         self.runs.labels(*self._task(namespace, task), models.RunResult(result).value).inc()
+
+    def notified(self, channel: str, outcome: models.NotificationOutcome | str) -> None:
+        self.notifications.labels(channel, models.NotificationOutcome(outcome).value).inc()
 
     def tick_missed(self, namespace: str, task: str) -> None:
         self.ticks_missed.labels(*self._task(namespace, task)).inc()

@@ -376,7 +376,7 @@ class Notifier(Generic[W]):
                 },
             )
         channel = target.type if target is not None else "unknown"
-        self._metrics.notifications.labels(channel, delivery.outcome).inc()
+        self._metrics.notified(channel, delivery.outcome)
         delivered = delivery.outcome == models.NotificationOutcome.DELIVERED
         await self._keeper.announce(
             subject,
