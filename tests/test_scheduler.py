@@ -348,3 +348,106 @@ async def test_a_standby_writes_nothing_and_adopts_the_leaders_claims(harness: H
     assert harness.work.started == [], "the leader's tick is not fired again"
     await harness.tick("2026-03-01 11:00")
     assert harness.runs() == [(stamp("2026-03-01 11:00"), "running", "")], "claimed against the adopted claim"
+
+
+async def test_a_jittered_tick_fires_at_its_due_time_and_is_claimed_as_the_tick(harness: Harness) -> None:
+    """scheduledAt and lastScheduledAt keep the nominal tick; nextRunAt and the start carry the jitter."""
+    await harness.see(task_body(jitterSeconds=1800))
+    plan = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=1800)
+    due = plan.due(at("2026-03-01 10:00"))
+    assert harness.store.stored().nextRunAt == due > at("2026-03-01 10:00")
+    await harness.tick("2026-03-01 10:00")
+    assert harness.work.started == [], "not before its jitter"
+    harness.clock.now = due
+    harness.scheduler.fire_due()
+    await settled()
+    [recorded] = harness.store.stored().recentRuns
+    assert recorded.scheduledAt == at("2026-03-01 10:00") and recorded.startedAt == due
+    stored = harness.store.stored()
+    assert stored.lastScheduledAt == at("2026-03-01 10:00")
+    assert stored.nextRunAt == plan.due(at("2026-03-01 11:00"))
+
+
+async def test_max_runs_fires_that_many_runs_then_finishes(harness: Harness) -> None:
+    await harness.see(task_body(maxRuns=2))
+    assert harness.store.stored().remainingRuns == 2
+    harness.work.done.set()
+    await harness.tick("2026-03-01 10:00")
+    await harness.tick("2026-03-01 11:00")
+    stored = harness.store.stored()
+    assert (stored.remainingRuns, stored.nextRunAt, stored.status) == (0, None, "active")
+    finished = next(c for c in stored.conditions if c.type == "Finished")
+    assert (finished.status, finished.message) == (
+        "True",
+        "all 2 runs of maxRuns have been scheduled; the task fires no more",
+    )
+    assert harness.events.reasons.count("Finished") == 1
+    await harness.tick("2026-03-01 12:00")
+    assert len(harness.work.started) == 2
+
+
+async def test_past_end_at_the_task_fires_no_more(harness: Harness) -> None:
+    await harness.see(task_body(endAt="2026-03-01T11:00:00Z"))
+    await harness.tick("2026-03-01 10:00")
+    await harness.tick("2026-03-01 11:00")
+    stored = harness.store.stored()
+    assert stored.nextRunAt is None and [c.type for c in stored.conditions] == ["Ready", "Finished"]
+    assert [tick for tick, _, _ in harness.runs()] == [stamp("2026-03-01 11:00"), stamp("2026-03-01 10:00")]
+    assert "Finished" in harness.events.reasons
+
+
+async def test_the_last_success_and_failure_outlive_the_run_history(harness: Harness) -> None:
+    await harness.see(task_body(runHistoryLimit=1))
+    harness.work.done.set()
+    await harness.tick("2026-03-01 10:00")
+    await harness.tick("2026-03-01 11:00")
+    stored = harness.store.stored()
+    assert [run.scheduledAt for run in stored.recentRuns] == [at("2026-03-01 11:00")]
+    assert stored.lastSuccessfulAt == at("2026-03-01 11:00") and stored.lastFailedAt is None
+
+
+async def test_resuming_fires_nothing_of_the_pause_nor_anything_extra(harness: Harness) -> None:
+    await harness.see(task_body())
+    await harness.tick("2026-03-01 10:00")
+    await harness.see(task_body(generation=2, paused=True, status=harness.store.statuses[TASK]))
+    await harness.tick("2026-03-01 11:00")
+    harness.clock.now = at("2026-03-01 12:30")
+    await harness.see(task_body(generation=3, status=harness.store.statuses[TASK]))
+    harness.scheduler.fire_due()
+    await settled()
+    assert len(harness.work.started) == 1, "neither 11:00 nor 12:00 is backfilled"
+    assert harness.store.stored().nextRunAt == at("2026-03-01 13:00")
+    await harness.tick("2026-03-01 13:00")
+    assert [tick for tick, _, _ in harness.runs()] == [stamp("2026-03-01 13:00"), stamp("2026-03-01 10:00")]
+
+
+async def test_an_edited_schedule_fires_each_tick_once(harness: Harness) -> None:
+    await harness.see(task_body())
+    await harness.tick("2026-03-01 10:00")
+    harness.clock.now = at("2026-03-01 10:00:30")
+    await harness.see(task_body(generation=2, schedule="*/30 * * * *", status=harness.store.statuses[TASK]))
+    harness.scheduler.fire_due()
+    await settled()
+    assert len(harness.work.started) == 1, "10:00 of the new schedule was accounted for"
+    await harness.tick("2026-03-01 10:30")
+    assert [tick for tick, _, _ in harness.runs()] == [stamp("2026-03-01 10:30"), stamp("2026-03-01 10:00")]
+
+
+@pytest.mark.parametrize(("policy", "refused"), [("Forbid", True), ("Allow", False)])
+async def test_a_run_now_during_a_run_follows_the_concurrency_policy(
+    harness: Harness, policy: str, refused: bool
+) -> None:
+    await harness.see(task_body(concurrencyPolicy=policy))
+    await harness.tick("2026-03-01 10:00")
+    harness.clock.now = at("2026-03-01 10:10")
+    await harness.see(task_body(concurrencyPolicy=policy, annotations={models.RUN_REQUEST_ANNOTATION: "request-1"}))
+    latest = harness.runs()[0]
+    assert latest == (
+        (stamp("2026-03-01 10:10"), "skipped", ticks.FORBIDDEN)
+        if refused
+        else (stamp("2026-03-01 10:10"), "running", "run on request")
+    )
+    assert len(harness.work.started) == (1 if refused else 2)
+    await harness.tick("2026-03-01 10:30")
+    assert len(harness.work.started) == (1 if refused else 2), "the request fires no scheduled tick early"
+    assert harness.store.stored().lastScheduledAt == at("2026-03-01 10:00")

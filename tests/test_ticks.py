@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from stan_core import models
+from stan_core import cron, models, schedule
 from stan_operator import ticks
 
 UTC = datetime.UTC
@@ -136,3 +136,109 @@ def test_a_tick_a_day_in_the_tasks_zone() -> None:
     assert ticks.first_tick(NINE_IN_BERLIN, at("2026-12-01 12:00"), at("2026-12-01 12:00")) == at("2026-12-02 08:00"), (
         "09:00 CET"
     )
+
+
+@pytest.mark.parametrize(("macro", "expression"), sorted(cron.MACROS.items()))
+def test_a_shorthand_ticks_as_its_five_field_form(macro: str, expression: str) -> None:
+    """In Berlin's wall clock, from before each DST change on."""
+    shorthand, spelled = ticks.Schedule(macro, "Europe/Berlin"), ticks.Schedule(expression, "Europe/Berlin")
+    for start in (at("2026-03-28 00:00"), at("2026-10-24 00:00")):
+        moment_a = moment_b = start
+        for _ in range(48):
+            next_a, next_b = shorthand.after(moment_a), spelled.after(moment_b)
+            assert next_a == next_b is not None
+            moment_a, moment_b = next_a, next_b
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("@reboot", "'@reboot' is not supported: a task runs on a schedule, and has no boot"),
+        ("@every 5m", "'@every 5m' is not supported: use a cron expression such as '*/15 * * * *'"),
+        ("@fortnightly", "unknown shorthand '@fortnightly'; use one of @yearly, @annually, @monthly, @weekly, "),
+    ],
+)
+def test_what_stan_refuses_of_cronjobs_syntax_says_why(expression: str, reason: str) -> None:
+    with pytest.raises(cron.ScheduleError, match=r"^schedule: ") as refused:
+        cron.validate(expression, "UTC")
+    assert refused.value.reason.startswith(reason)
+
+
+def test_jitter_is_the_same_for_a_tick_everywhere_and_spreads_tasks() -> None:
+    tick = at("2026-03-01 10:00")
+    delays = {schedule.jitter(f"uid-{n}", tick, 600) for n in range(200)}
+    assert all(datetime.timedelta(0) <= delay < datetime.timedelta(seconds=600) for delay in delays)
+    assert len(delays) > 150, "tasks sharing a tick are spread"
+    assert schedule.jitter("uid-1", tick, 600) == schedule.jitter("uid-1", tick, 600), "every replica agrees"
+    assert schedule.jitter("uid-1", tick, 0) == datetime.timedelta(0)
+    jittered = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=600)
+    assert jittered.due(tick) == tick + schedule.jitter("uid-1", tick, 600)
+    assert jittered.after(tick) == at("2026-03-01 11:00"), "the ticks themselves stay nominal"
+
+
+def test_lateness_counts_from_the_jittered_due_time() -> None:
+    jittered = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=3600)
+    tick = at("2026-03-01 10:00")
+    due = jittered.due(tick)
+    assert ticks.skip_reason(spec(startingDeadlineSeconds=0), due, due, busy=False) is None
+    assert ticks.following(jittered, tick, due, 0) == at("2026-03-01 11:00"), "on time, however long the jitter"
+
+
+WINDOW = ticks.Schedule("0 * * * *", "UTC", start_at=at("2026-03-01 10:30"), end_at=at("2026-03-01 13:00"))
+
+
+def test_no_tick_outside_the_window() -> None:
+    assert ticks.first_tick(WINDOW, at("2026-03-01 08:00"), at("2026-03-01 08:00")) == at("2026-03-01 11:00")
+    assert ticks.following(WINDOW, at("2026-03-01 12:00"), at("2026-03-01 12:00"), 300) == at("2026-03-01 13:00")
+    assert ticks.following(WINDOW, at("2026-03-01 13:00"), at("2026-03-01 13:00"), 300) is None, "endAt is the last"
+    assert ticks.first_tick(WINDOW, at("2026-03-01 13:00"), at("2026-03-01 15:00")) is None
+    assert WINDOW.at_or_before(at("2026-03-01 10:45")) is None, "10:00 is before startAt"
+    assert ticks.first_tick(WINDOW, at("2026-03-01 11:30"), at("2026-03-01 15:00")) == at("2026-03-01 13:00"), (
+        "after an outage the latest missed tick within the window is owed"
+    )
+
+
+def test_max_runs_counts_down_once_per_run_and_finishes() -> None:
+    limited = spec(maxRuns=3)
+    assert ticks.remaining_runs(limited, None, None) == 3, "a new limit counts from its value"
+    assert ticks.remaining_runs(limited, 1, 3) == 1, "an unchanged limit goes on"
+    assert ticks.remaining_runs(limited, 1, 5) == 3, "a changed limit counts afresh"
+    assert ticks.remaining_runs(spec(), 1, 3) is None
+    assert ticks.counted(2, run("r", "2026-03-01 10:00")) == 1
+    assert ticks.counted(2, run("r", "2026-03-01 10:00", "skipped")) == 2, "a skipped tick ran nothing"
+    assert ticks.counted(None, run("r", "2026-03-01 10:00")) is None
+    assert ticks.finish_reason(limited, 0, at("2026-03-01 11:00")) == (
+        "all 3 runs of maxRuns have been scheduled; the task fires no more"
+    )
+    assert ticks.finish_reason(limited, 1, at("2026-03-01 11:00")) is None
+    assert ticks.finish_reason(spec(endAt="2026-03-01T13:00:00Z"), None, None) == (
+        "no tick is left before endAt (2026-03-01T13:00:00Z); the task fires no more"
+    )
+
+
+def test_outcomes_keep_when_a_run_last_succeeded_or_failed() -> None:
+    finished = at("2026-03-01 10:05")
+    succeeded = run("r", "2026-03-01 10:00", "succeeded").model_copy(update={"finishedAt": finished})
+    failed = run("r", "2026-03-01 10:00", "failed").model_copy(update={"finishedAt": finished})
+    assert ticks.outcome_times(succeeded) == {"lastSuccessfulAt": "2026-03-01T10:05:00Z"}
+    assert ticks.outcome_times(failed) == {"lastFailedAt": "2026-03-01T10:05:00Z"}
+    assert ticks.outcome_times(run("r", "2026-03-01 10:00")) == {}
+
+
+def test_upcoming_runs_apply_jitter_window_and_limit() -> None:
+    now = at("2026-03-01 10:10")
+    plain = schedule.upcoming(HOURLY, now=now, accounted_until=None, count=3, remaining_runs=None)
+    assert plain == [at("2026-03-01 11:00"), at("2026-03-01 12:00"), at("2026-03-01 13:00")]
+    assert schedule.upcoming(WINDOW, now=now, accounted_until=None, count=10, remaining_runs=None) == [
+        at("2026-03-01 11:00"),
+        at("2026-03-01 12:00"),
+        at("2026-03-01 13:00"),
+    ]
+    assert schedule.upcoming(HOURLY, now=now, accounted_until=None, count=10, remaining_runs=2) == plain[:2]
+    jittered = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=3600)
+    listed = schedule.upcoming(jittered, now=now, accounted_until=at("2026-03-01 09:00"), count=3, remaining_runs=None)
+    expected = [jittered.due(tick) for tick in (at(f"2026-03-01 {hour}:00") for hour in (10, 11, 12, 13))]
+    assert listed == [due for due in expected if due > now][:3], "a past tick still waiting out its jitter is listed"
+    assert schedule.upcoming(
+        jittered, now=now, accounted_until=at("2026-03-01 10:00"), count=1, remaining_runs=None
+    ) == [expected[1]], "a tick accounted for is not"

@@ -136,7 +136,7 @@ def _days(day: Field, month: Field, weekday: Field) -> str:
 def describe(expression: str, time_zone: str) -> str:
     """``expression`` (already valid) in words, read in ``time_zone``; the expression itself where it
     uses forms this module does not say."""
-    fields = expression.split()
+    fields = cron.expand(expression).split()
     try:
         second = _field(fields[0]) if len(fields) == cron.SECONDS_FIELDS else None
         minute, hour, day, month, weekday = (_field(text) for text in fields[-5:])

@@ -54,6 +54,13 @@ class Task(TaskNotifying, TaskSummary):
     nextRunAt: models.Timestamp | None
     timeZone: str = Field(description="Stan addition: the IANA zone the schedule is read in.")
     concurrencyPolicy: str = Field(description="Stan addition: Allow, Forbid or Replace.")
+    jitterSeconds: int | None = Field(default=None, description="Stan addition, shown when set.")
+    startAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
+    endAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
+    maxRuns: int | None = Field(default=None, description="Stan addition, shown when set.")
+    remainingRuns: int | None = Field(default=None, description="Stan addition: with maxRuns, the runs to come.")
+    lastSuccessfulAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
+    lastFailedAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
 
 
 class TaskExtras(TaskNotifying, Body):
@@ -63,6 +70,10 @@ class TaskExtras(TaskNotifying, Body):
     concurrencyPolicy: models.ConcurrencyPolicy | None = None
     startingDeadlineSeconds: int | None = Field(default=None, ge=0, le=86400)
     runHistoryLimit: int | None = Field(default=None, ge=1, le=100)
+    jitterSeconds: int | None = Field(default=None, ge=0, le=models.MAX_JITTER_SECONDS)
+    startAt: models.Timestamp | None = None
+    endAt: models.Timestamp | None = None
+    maxRuns: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class TaskCreate(TaskExtras):
@@ -108,6 +119,13 @@ class Run(BaseModel):
     finishedAt: models.Timestamp | None
     result: str
     message: str
+
+
+class UpcomingRuns(BaseModel):
+    """Stan addition: when a task's next runs are due, jitter, window and maxRuns applied."""
+
+    id: str
+    runs: list[models.Timestamp] = Field(description="Soonest first; empty while paused or finished.")
 
 
 class Action(BaseModel):

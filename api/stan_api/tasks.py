@@ -14,7 +14,7 @@ import uuid
 
 from stan_api import schemas, views
 from stan_api.facade import Facade, Invalid, NotFound, QuotaExceeded, TimedOut, retrying_conflicts, talking_to_cluster
-from stan_core import catalog, cron, ids, kube, models, validation
+from stan_core import catalog, ids, kube, models, schedule, validation
 
 
 def _objects(facade: Facade) -> kube.Objects:
@@ -82,15 +82,31 @@ async def create_task(facade: Facade, namespace: str, request: schemas.TaskCreat
     await facade.tasks.remember(created)
     scheduled = await _observed(facade, created)
     task = views.full(scheduled)
-    if task.nextRunAt is None and not spec.get("paused"):
-        # The operator has not answered yet: the same function it uses says when the task runs next.
-        task.nextRunAt = cron.next_tick(
-            spec["schedule"],
-            spec.get("timeZone", "UTC"),
-            datetime.datetime.now(datetime.UTC),
-            allow_seconds=facade.configuration.allowSecondSchedules,
-        )
+    if task.nextRunAt is None and views.task_status(scheduled).observedGeneration is None:
+        # The operator has not answered yet: the same rules it uses say when the task runs next.
+        task.nextRunAt = next(iter(_upcoming(facade, scheduled, 1)), None)
     return task
+
+
+def upcoming_runs(facade: Facade, namespace: str, task_id: str, count: int) -> schemas.UpcomingRuns:
+    return schemas.UpcomingRuns(id=task_id, runs=_upcoming(facade, _body(facade, namespace, task_id), count))
+
+
+def _upcoming(facade: Facade, body: dict, count: int) -> list[datetime.datetime]:
+    """When the task's next ``count`` runs are due, by the rules the operator fires them by; none for a
+    paused task, or one whose spec the operator refuses."""
+    spec, _ = validation.guarded(validation.task_spec, body["spec"], facade.configuration)
+    if spec is None or spec.paused:
+        return []
+    status = views.task_status(body)
+    created = datetime.datetime.fromisoformat(body["metadata"]["creationTimestamp"])
+    return schedule.upcoming(
+        schedule.Schedule.of(spec, facade.configuration.allowSecondSchedules, body["metadata"]["uid"]),
+        now=datetime.datetime.now(datetime.UTC),
+        accounted_until=status.lastScheduledAt or created,
+        count=count,
+        remaining_runs=status.remainingRuns if status.remainingRuns is not None else spec.maxRuns,
+    )
 
 
 async def _observed(facade: Facade, written: dict) -> dict:

@@ -14,6 +14,8 @@ from stan_core import ids, models
 
 TASK_NOTIFICATION_FIELDS = ("notify", "repeatIntervalSeconds", "failureThreshold", "deadManGraceSeconds")
 HEARTBEAT_NOTIFICATION_FIELDS = ("notify", "repeatIntervalSeconds")
+TASK_SCHEDULE_FIELDS = ("jitterSeconds", "startAt", "endAt", "maxRuns")
+TASK_OUTCOME_FIELDS = ("remainingRuns", "lastSuccessfulAt", "lastFailedAt")
 
 
 def notification_fields(spec: dict, names: tuple[str, ...]) -> dict:
@@ -23,6 +25,13 @@ def notification_fields(spec: dict, names: tuple[str, ...]) -> dict:
     if not spec.get("notify"):
         return {}
     return {name: spec[name] for name in names if spec.get(name) is not None}
+
+
+def schedule_fields(spec: dict, status: models.StanTaskStatus) -> dict:
+    """The scheduling additions a task uses, and what status says of them: only those set (a jitter of 0
+    is none), so that a task without them keeps the documented shape."""
+    shown = {name: spec[name] for name in TASK_SCHEDULE_FIELDS if spec.get(name)}
+    return shown | {name: value for name in TASK_OUTCOME_FIELDS if (value := getattr(status, name)) is not None}
 
 
 def task_status(body: dict) -> models.StanTaskStatus:
@@ -60,4 +69,5 @@ def full(body: dict) -> schemas.Task:
         timeZone=spec.get("timeZone", "UTC"),
         concurrencyPolicy=spec.get("concurrencyPolicy", "Allow"),
         **notification_fields(spec, TASK_NOTIFICATION_FIELDS),
+        **schedule_fields(spec, status),
     )

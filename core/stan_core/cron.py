@@ -6,6 +6,12 @@ contract carry. A wall time that spring-forward skips runs at the first
 instant after the gap. In the hour that fall-back repeats, a schedule with a
 fixed hour runs once, while one whose hour field is ``*`` keeps its interval
 (Vixie cron's rule), so nothing fires twice for the same wall-clock time.
+
+The shorthands of batch/v1 CronJob (``@daily`` and its kin) are read as the
+five-field expressions they stand for, before anything else looks at the
+schedule, so that they tick exactly as those do. ``@reboot`` and ``@every`` are
+refused: a task has no boot, and an interval that ignores the wall clock would
+not follow the task's zone.
 """
 
 from __future__ import annotations
@@ -20,6 +26,16 @@ from croniter.croniter import CroniterError
 UTC = datetime.UTC
 STANDARD_FIELDS = 5
 SECONDS_FIELDS = 6
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+"""CronJob's shorthands and the expressions they stand for."""
 
 
 class ScheduleError(ValueError):
@@ -53,6 +69,23 @@ def _unknown_zone(name: str, zones: frozenset[str]) -> str:
     if member is not None:
         return f"{name!r} is a group of time zones, not a zone; use one of them, such as {member!r}"
     return f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+
+
+def expand(expression: str) -> str:
+    """The five-field form of a shorthand; any other expression as it is. An unknown shorthand is refused
+    here with the known ones, rather than by croniter, which knows a different set."""
+    if not expression.startswith("@"):
+        return expression
+    macro = expression.strip().lower()
+    if macro in MACROS:
+        return MACROS[macro]
+    if macro == "@reboot":
+        reason = "'@reboot' is not supported: a task runs on a schedule, and has no boot"
+    elif macro.startswith("@every"):
+        reason = f"{expression!r} is not supported: use a cron expression such as '*/15 * * * *'"
+    else:
+        reason = f"unknown shorthand {expression!r}; use one of {', '.join(MACROS)}"
+    raise ScheduleError("schedule", reason)
 
 
 def _iterator(expression: str, tz: zoneinfo.ZoneInfo, start: datetime.datetime, *, allow_seconds: bool) -> croniter:
@@ -89,6 +122,7 @@ def _step(
     expression: str, time_zone: str, start: datetime.datetime, *, forward: bool, allow_seconds: bool
 ) -> datetime.datetime:
     tz = zone(time_zone)
+    expression = expand(expression)
     iterator = _iterator(expression, tz, start, allow_seconds=allow_seconds)
     try:
         while True:

@@ -14,7 +14,7 @@ import enum
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 
 GROUP = "stan.dev"
 VERSION = "v1alpha1"
@@ -37,7 +37,12 @@ def _in_utc(value: datetime.datetime) -> datetime.datetime:
 
 
 Timestamp = Annotated[
-    datetime.datetime, AfterValidator(_in_utc), PlainSerializer(format_timestamp, return_type=str, when_used="json")
+    datetime.datetime,
+    AfterValidator(_in_utc),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+    # The serializer returns text, and would document it as a plain string: a client generated from the
+    # OpenAPI document then gets strings, not instants.
+    WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 
 
@@ -73,6 +78,10 @@ class ConcurrencyPolicy(str, enum.Enum):
     ALLOW = "Allow"
     FORBID = "Forbid"
     REPLACE = "Replace"
+
+
+MAX_JITTER_SECONDS = 3600
+"""An hour: enough to spread a fleet's shared tick, short enough that an hourly task still runs in its hour."""
 
 
 class RunResult(str, enum.Enum):
@@ -170,6 +179,23 @@ class StanTaskSpec(Notifying):
         default=ConcurrencyPolicy.ALLOW,
         description="Allow, Forbid (skip a tick while a run is active) or Replace (stop the active run).",
     )
+    jitterSeconds: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_JITTER_SECONDS,
+        description="Delay each tick by an offset in [0, jitterSeconds), the same for a tick on every replica.",
+    )
+    startAt: Timestamp | None = Field(default=None, description="No tick before this instant; null: none.")
+    endAt: Timestamp | None = Field(
+        default=None, description="No tick after this instant; once past it the task is Finished. null: none."
+    )
+    maxRuns: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Scheduled runs after which the task is Finished (status.remainingRuns counts down); "
+        "null: no limit.",
+    )
     startingDeadlineSeconds: int = Field(
         default=300,
         ge=0,
@@ -256,10 +282,13 @@ class Notified(Model):
 class StanTaskStatus(Notified):
     status: Literal["active", "paused"] | None = None
     lastRunAt: Timestamp | None = Field(default=None, description="When the last run started.")
-    nextRunAt: Timestamp | None = Field(default=None, description="The next tick; null while paused.")
+    nextRunAt: Timestamp | None = Field(
+        default=None, description="The next run: its tick delayed by the jitter; null while paused or finished."
+    )
     lastScheduledAt: Timestamp | None = Field(
         default=None,
-        description="Ticks up to this instant are accounted for (run, or recorded as skipped). "
+        description="Ticks up to this instant are accounted for (run, or recorded as skipped); the nominal "
+        "tick, without jitter. "
         "Written before a run starts, so that a restarted operator never runs a tick twice.",
     )
     lastRun: Run | None = None
@@ -267,6 +296,15 @@ class StanTaskStatus(Notified):
         default=None, description="The latest on-demand run request (annotation) answered."
     )
     recentRuns: list[Run] = Field(default_factory=list, description="Newest first, at most runHistoryLimit.")
+    lastSuccessfulAt: Timestamp | None = Field(
+        default=None, description="When the latest successful run finished; kept when recentRuns is pruned."
+    )
+    lastFailedAt: Timestamp | None = Field(
+        default=None, description="When the latest failed run finished; kept when recentRuns is pruned."
+    )
+    remainingRuns: int | None = Field(
+        default=None, description="With spec.maxRuns: the scheduled runs still to come; 0 when Finished."
+    )
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None
 

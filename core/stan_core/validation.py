@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import logging
 import urllib.parse
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pydantic
 
-from stan_core import catalog, config, cron, models
+from stan_core import catalog, config, cron, models, schedule
 
 log = logging.getLogger(__name__)
 Spec = TypeVar("Spec", bound=models.Model)
@@ -83,6 +84,8 @@ def task_spec(raw: Any, configuration: config.OperatorConfig) -> tuple[models.St
         cron.validate(spec.schedule, time_zone, allow_seconds=configuration.allowSecondSchedules)
     except cron.ScheduleError as error:
         errors.append(FieldError(error.field, error.reason))
+    else:
+        errors += _window(spec, time_zone, configuration)
     available = catalog.action_names(configuration)
     if spec.action not in available:
         errors.append(FieldError("action", f"unknown action {spec.action!r}; available: {', '.join(available)}"))
@@ -99,6 +102,20 @@ def task_spec(raw: Any, configuration: config.OperatorConfig) -> tuple[models.St
         )
     errors += _destinations(spec, configuration)
     return (None if errors else spec), errors
+
+
+def _window(spec: models.StanTaskSpec, time_zone: str, configuration: config.OperatorConfig) -> list[FieldError]:
+    """A window that is empty, or holds no tick of the schedule, would make a task that never runs."""
+    if spec.startAt is None or spec.endAt is None:
+        return []
+    if spec.endAt <= spec.startAt:
+        return [FieldError("endAt", "must be after startAt")]
+    plan = schedule.Schedule(
+        spec.schedule, time_zone, configuration.allowSecondSchedules, start_at=spec.startAt, end_at=spec.endAt
+    )
+    if plan.after(spec.startAt - datetime.timedelta(microseconds=1)) is None:
+        return [FieldError("endAt", "the schedule has no tick between startAt and endAt")]
+    return []
 
 
 def destination_refusal(url: str, allowlist: list[str]) -> str | None:

@@ -34,12 +34,20 @@ class Claims:
         self.in_flight = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
 
     async def take(
-        self, task: Task, tick: datetime.datetime, run: models.Run, following: datetime.datetime | None
+        self,
+        task: Task,
+        tick: datetime.datetime,
+        run: models.Run,
+        following: datetime.datetime | None,
+        *,
+        remaining: int | None,
+        deadline: datetime.datetime,
     ) -> bool:
-        """Take the tick, recording ``run`` and ``following`` with it; False when another claim won.
+        """Take the tick, recording ``run``, the next run's time ``following`` and the runs ``remaining``
+        with it; False when another claim won. Counting down maxRuns in the claim makes it exact: a tick
+        counts once, whichever replica claims it.
 
-        The server's stored status becomes the task's; the API server is waited for until the tick's
-        starting deadline."""
+        The server's stored status becomes the task's; the API server is waited for until ``deadline``."""
         runs = ticks.bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
         expected = models.format_timestamp(task.status.lastScheduledAt) if task.status.lastScheduledAt else None
         fields: Patch = {
@@ -47,10 +55,11 @@ class Claims:
             "nextRunAt": models.format_timestamp(following) if following else None,
             "lastRun": run.model_dump(mode="json", by_alias=True),
             "recentRuns": [item.model_dump(mode="json", by_alias=True) for item in runs],
+            "remainingRuns": remaining,
+            **ticks.outcome_times(run),
         }
         if run.result != models.RunResult.SKIPPED.value:
             fields["lastRunAt"] = models.format_timestamp(run.startedAt) if run.startedAt else None
-        deadline = tick + datetime.timedelta(seconds=task.spec.startingDeadlineSeconds if task.spec else 0)
         try:
             task.status = await self._store.claim(
                 task.namespace,

@@ -92,12 +92,12 @@ class Runs:
             namespace_tasks=lambda: self._statuses(task.namespace),
         )
 
-    def launch(self, task: Task, spec: models.StanTaskSpec, tick: datetime.datetime) -> Launch:
-        """Decide whether a due tick runs, and if so start its in-process action; the scheduler claims
-        and records it. A Job is an effect outside the operator, so a Job-backed action starts only once
-        its claim is stored."""
+    def launch(self, task: Task, spec: models.StanTaskSpec, tick: datetime.datetime, due: datetime.datetime) -> Launch:
+        """Decide whether a tick, due at ``due`` with its jitter, runs, and if so start its in-process
+        action; the scheduler claims and records it. A Job is an effect outside the operator, so a
+        Job-backed action starts only once its claim is stored."""
         decided = self._clock()
-        skip_reason = ticks.skip_reason(spec, tick, decided, busy=task.busy)
+        skip_reason = ticks.skip_reason(spec, due, decided, busy=task.busy)
         context = self.context(task, spec, tick, f"run_{secrets.token_hex(6)}")
         if skip_reason or self.job_backed(spec):
             return Launch(context, decided, skip_reason, None, None)
@@ -144,14 +144,14 @@ class Runs:
         runs = list(task.status.recentRuns)
         for index, run in enumerate(runs):
             if run.runId == run_id and run.result == models.RunResult.RUNNING:
-                runs[index] = run.model_copy(
+                ended = runs[index] = run.model_copy(
                     update={"result": outcome.result, "message": outcome.message, "finishedAt": self._clock()}
                 )
                 break
         else:
             return
         dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
-        await self._keeper.write(task, {"recentRuns": dumped, "lastRun": dumped[0]})
+        await self._keeper.write(task, {"recentRuns": dumped, "lastRun": dumped[0], **ticks.outcome_times(ended)})
         self._metrics.run_recorded(task.namespace, task.name, outcome.result)
         await self._notifier.reconcile(task)
         await self.report(task, outcome, f"Run {run_id}: {outcome.message}")

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 from collections.abc import Mapping
 
 from kubernetes_asyncio import client
 
-from stan_core import config, models, validation
+from stan_core import config, cron, models, validation
 from stan_core.index import NamespacedIndex
 from stan_core.kube import Body
 from stan_operator import notifications, status, supervision, ticks
@@ -39,7 +40,13 @@ from stan_operator.tick_heap import TickHeap
 from stan_operator.watched import Keeper
 
 MAX_SLEEP_SECONDS = 30.0
+FINISHED = "Finished"
+"""The condition of a task that fires no more: its maxRuns used up or its endAt passed."""
 log = logging.getLogger(__name__)
+
+
+def _finished(observed: models.StanTaskStatus) -> bool:
+    return any(c.type == FINISHED and c.status == "True" for c in observed.conditions)
 
 
 class Scheduler:
@@ -143,7 +150,7 @@ class Scheduler:
             return
         task.status = models.StanTaskStatus.model_validate(observed)
         if task.next_tick is not None and task.next_tick <= tick:
-            self._reschedule(task, self._schedule(task.spec).after(tick))
+            self._reschedule(task, None if task.status.remainingRuns == 0 else self._plan(task).after(tick))
 
     def forget(self, namespace: str, name: str) -> None:
         task = self._tasks.pop((namespace, name))
@@ -154,9 +161,10 @@ class Scheduler:
     def _notices(self, task: Task, now: datetime.datetime) -> notifications.Decision | None:
         if task.spec is None:
             return None
-        return notifications.decide_for_task(
-            task.uid, task.spec, task.status, task.created, now, self._schedule(task.spec).after
+        tick_after = functools.partial(
+            cron.next_tick, task.spec.schedule, task.spec.timeZone, allow_seconds=self._config.allowSecondSchedules
         )
+        return notifications.decide_for_task(task.uid, task.spec, task.status, task.created, now, tick_after)
 
     async def sweep_notifications(self) -> None:
         await self._notifier.sweep(self._tasks.values())
@@ -181,9 +189,10 @@ class Scheduler:
         task.generation = body["metadata"].get("generation", 0)
         spec, errors = validation.guarded(validation.task_spec, body.get("spec"), self._config)
         was = task.status.status
+        previous = task.spec if not first_sight else spec
         task.spec = spec
         if spec is None:
-            task.next_tick = None
+            task.next_tick = task.next_due = None
             message = validation.describe(errors)
             await self._keeper.write(
                 task,
@@ -197,7 +206,7 @@ class Scheduler:
             return
         now = self._clock()
         if spec.paused:
-            task.next_tick = None
+            task.next_tick = task.next_due = None
             await self._keeper.write(
                 task,
                 {
@@ -212,33 +221,57 @@ class Scheduler:
             if was != "paused":
                 await self._keeper.announce(task, "Paused", "The task is paused.")
             return
+        finished_before = _finished(task.status)
         patch: Patch = {"status": "active", "observedGeneration": task.generation}
         accounted_until = ticks.baseline(task.status.lastScheduledAt, task.created, resumed=was == "paused", now=now)
         if accounted_until != task.status.lastScheduledAt:
             patch["lastScheduledAt"] = models.format_timestamp(accounted_until)
-        schedule = self._schedule(spec)
-        task.next_tick = (
-            ticks.first_tick(schedule, accounted_until, now)
-            if first_sight
-            else ticks.next_after_change(schedule, accounted_until, now)
-        )
+        remaining = ticks.remaining_runs(spec, task.status.remainingRuns, previous.maxRuns if previous else None)
+        patch["remainingRuns"] = remaining
+        plan = self._plan(task)
+        tick = None
+        if remaining != 0:
+            tick = (
+                ticks.first_tick(plan, accounted_until, now)
+                if first_sight
+                else ticks.next_after_change(plan, accounted_until, now)
+            )
         if first_sight and not self._keeper.standby:
             await self._runs.recover(task)
-        patch["nextRunAt"] = models.format_timestamp(task.next_tick)
-        patch["conditions"] = status.ready(
-            task.status.conditions, True, "Scheduled", "The task fires on its schedule.", task.generation
-        )
+        self._reschedule(task, tick)
+        patch["nextRunAt"] = models.format_timestamp(task.next_due) if task.next_due else None
+        finish = ticks.finish_reason(spec, remaining, tick)
+        patch["conditions"] = self._conditions(task, finish)
         await self._keeper.write(task, patch)
         if was == "paused":
-            await self._keeper.announce(task, "Resumed", f"The task is resumed; next run at {patch['nextRunAt']}.")
-        self._heap.push(task.key, task.next_tick)
+            await self._keeper.announce(
+                task, "Resumed", f"The task is resumed; next run at {patch['nextRunAt'] or 'none: it is finished'}."
+            )
+        if finish is not None and not finished_before:
+            await self._keeper.announce(task, "Finished", finish)
 
-    def _schedule(self, spec: models.StanTaskSpec) -> ticks.Schedule:
-        return ticks.Schedule.of(spec, self._config.allowSecondSchedules)
+    def _plan(self, task: Task) -> ticks.Schedule:
+        assert task.spec is not None
+        return ticks.Schedule.of(task.spec, self._config.allowSecondSchedules, task.uid)
 
-    def _reschedule(self, task: Task, tick: datetime.datetime) -> None:
+    def _reschedule(self, task: Task, tick: datetime.datetime | None) -> None:
+        """Make ``tick`` the task's next, entered in the heap at its due time; None: the task has none."""
         task.next_tick = tick
-        self._heap.push(task.key, tick)
+        task.next_due = None if tick is None else self._plan(task).due(tick)
+        if task.next_due is not None:
+            self._heap.push(task.key, task.next_due)
+
+    def _conditions(self, task: Task, finish: str | None) -> list[Body]:
+        """Ready, and while the task fires no more (maxRuns used up, endAt passed) Finished with the reason;
+        a task still firing has no Finished condition, so one that an edit revives loses it."""
+        if finish is None:
+            return status.ready(
+                task.status.conditions, True, "Scheduled", "The task fires on its schedule.", task.generation
+            )
+        return [
+            *status.ready(task.status.conditions, True, "Finished", finish, task.generation),
+            status.condition(task.status.conditions, FINISHED, True, "Finished", finish, task.generation),
+        ]
 
     # The timing loop.
 
@@ -265,27 +298,32 @@ class Scheduler:
 
     def fire_due(self) -> None:
         """Fire every tick due by the clock; each is claimed and recorded in the background."""
-        due: list[tuple[Task, datetime.datetime]] = []
+        due: list[tuple[Task, datetime.datetime, datetime.datetime]] = []
         for key, tick in self._heap.pop_due(self._clock()):
             task = self._tasks.get(key)
-            if task is not None and task.next_tick is not None and task.next_tick.timestamp() == tick.timestamp():
-                task.next_tick = None
-                due.append((task, tick))
+            if (
+                task is not None
+                and task.next_tick is not None
+                and task.next_due is not None
+                and task.next_due.timestamp() == tick.timestamp()
+            ):
+                due.append((task, task.next_tick, task.next_due))
+                task.next_tick = task.next_due = None
         # Every due action is started before the claim of any is prepared: the event loop then runs
         # the actions' first steps back to back, and the last of thousands starts nearly as soon as
         # the first.
-        launches = [(task, task.generation, tick, self._launch(task, tick)) for task, tick in due]
+        launches = [(task, task.generation, tick, self._launch(task, tick, at)) for task, tick, at in due]
         for task, generation, tick, launch in launches:
             if launch is not None:
                 self._supervisor.spawn(
                     f"tick of {task.namespace}/{task.name}", self._fire(task, generation, tick, launch)
                 )
 
-    def _launch(self, task: Task, tick: datetime.datetime) -> Launch | None:
+    def _launch(self, task: Task, tick: datetime.datetime, due: datetime.datetime) -> Launch | None:
         if not self._current(task, task.generation):
             return None
         assert task.spec is not None
-        return self._runs.launch(task, task.spec, tick)
+        return self._runs.launch(task, task.spec, tick, due)
 
     async def _fire(self, task: Task, generation: int, tick: datetime.datetime, launch: Launch) -> None:
         """Claim a launched tick and record its run; a run whose claim is lost is cancelled."""
@@ -300,7 +338,10 @@ class Scheduler:
             message=skip_reason or "",
             finishedAt=now if skip_reason else None,
         )
-        following = ticks.following(self._schedule(spec), tick, now, spec.startingDeadlineSeconds)
+        plan = ticks.Schedule.of(spec, self._config.allowSecondSchedules, task.uid)
+        due = plan.due(tick)
+        deadline = due + datetime.timedelta(seconds=spec.startingDeadlineSeconds)
+        following = ticks.following(plan, tick, now, spec.startingDeadlineSeconds)
         # The next tick enters the heap now, so that a queue of claims longer than the schedule's interval
         # delays records, not starts; but only while no earlier claim of this task waits, which bounds the
         # claims queued per task at two. A task paused or changed since its tick was launched has its next
@@ -319,13 +360,18 @@ class Scheduler:
                 run = run.model_copy(update={"startedAt": self._clock()})
             # A run that has started is recorded even if the task was paused or changed meanwhile; the
             # nextRunAt that the pause or change wrote stands.
-            upcoming = following if self._current(task, generation) else task.status.nextRunAt
+            # Counted under the lock, from the status that the task's previous claim left.
+            remaining = ticks.counted(task.status.remainingRuns, run)
+            if remaining == 0:
+                following = None
+            current = self._current(task, generation)
+            upcoming = (plan.due(following) if following else None) if current else task.status.nextRunAt
             failed = False
             try:
                 claimed = (
                     self._tasks.get(task.key) is task
                     and not self._keeper.standby
-                    and await self._claim(task, tick, run, upcoming)
+                    and await self._claim(task, tick, run, upcoming, remaining, deadline)
                 )
             except Unreachable:
                 self._metrics.tick_missed(task.namespace, task.name)
@@ -339,14 +385,17 @@ class Scheduler:
             except Exception:
                 log.exception("claiming tick %s of %s/%s failed", tick, task.namespace, task.name)
                 claimed, failed = False, True
-            if (failed or not early) and self._current(task, generation):
-                self._reschedule(task, self._schedule(spec).after(self._clock()) if failed else following)
+            if (failed or not early or following is None) and self._current(task, generation):
+                self._reschedule(task, plan.after(self._clock()) if failed else following)
             if not claimed:
                 if execution is not None:
                     task.active.pop(run.runId, None)
                     execution.cancel()
                 return
-            self._count(task, tick, run, launch.decided)
+            self._count(task, due, run, launch.decided)
+            finish = ticks.finish_reason(spec, remaining, following) if current else None
+            if finish is not None:
+                await self._keeper.write(task, {"conditions": self._conditions(task, finish)})
             if run.result != models.RunResult.RUNNING.value:
                 await self._notifier.reconcile(task)
             if skip_reason is None:
@@ -355,6 +404,8 @@ class Scheduler:
                     task.active.pop(run.runId, None)
                 else:
                     self._runs.follow(task, context, execution or self._runs.perform(context))
+        if finish is not None:
+            await self._effects.events.post(task.ref, "Finished", finish)
         if skip_reason:
             await self._effects.events.post(
                 task.ref, "Skipped", f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True
@@ -370,16 +421,17 @@ class Scheduler:
             return
         await self._effects.events.post(task.ref, "Fired", f"{fired}.")
 
-    def _count(self, task: Task, tick: datetime.datetime, run: models.Run, decided: datetime.datetime) -> None:
-        """A claimed tick in the metrics: skipped (and missed, past its deadline), or started (and ended)."""
+    def _count(self, task: Task, due: datetime.datetime, run: models.Run, decided: datetime.datetime) -> None:
+        """A claimed tick in the metrics: skipped (and missed, past its deadline), or started (and ended);
+        lateness counts from the tick's due time, so that jitter, which is asked for, is not latency."""
         assert task.spec is not None
         if run.result == models.RunResult.SKIPPED.value:
             self._metrics.run_recorded(task.namespace, task.name, run.result)
-            if ticks.past_deadline(tick, decided, task.spec.startingDeadlineSeconds):
+            if ticks.past_deadline(due, decided, task.spec.startingDeadlineSeconds):
                 self._metrics.tick_missed(task.namespace, task.name)
             return
         assert run.startedAt is not None
-        self._metrics.run_started(task.namespace, task.name, (run.startedAt - tick).total_seconds())
+        self._metrics.run_started(task.namespace, task.name, (run.startedAt - due).total_seconds())
         if run.result != models.RunResult.RUNNING.value:
             self._metrics.run_recorded(task.namespace, task.name, run.result)
 
@@ -393,11 +445,17 @@ class Scheduler:
         )
 
     async def _claim(
-        self, task: Task, tick: datetime.datetime, run: models.Run, following: datetime.datetime | None
+        self,
+        task: Task,
+        tick: datetime.datetime,
+        run: models.Run,
+        following: datetime.datetime | None,
+        remaining: int | None,
+        deadline: datetime.datetime,
     ) -> bool:
-        """Take the tick; when another claim won, forget what this operator believed of the task and read
-        it afresh."""
-        if await self._claims.take(task, tick, run, following):
+        """Take the tick, waiting for the API server until ``deadline``; when another claim won, forget what
+        this operator believed of the task and read it afresh."""
+        if await self._claims.take(task, tick, run, following, remaining=remaining, deadline=deadline):
             return True
         self._metrics.claims_lost.inc()
         self._tasks.pop(task.key)

@@ -16,22 +16,28 @@ StatusModel = TypeVar("StatusModel", bound=models.Model)
 def ready(
     conditions: list[models.Condition], is_ready: bool, reason: str, message: str, generation: int
 ) -> list[kube.Body]:
-    status = "True" if is_ready else "False"
-    previous = next((c for c in conditions if c.type == "Ready"), None)
+    return [condition(conditions, "Ready", is_ready, reason, message, generation)]
+
+
+def condition(
+    conditions: list[models.Condition], kind: str, is_true: bool, reason: str, message: str, generation: int
+) -> kube.Body:
+    """The condition ``kind`` as it now stands, keeping its lastTransitionTime unless its status changes."""
+    status = "True" if is_true else "False"
+    previous = next((c for c in conditions if c.type == kind), None)
     since = (
         previous.lastTransitionTime
         if previous is not None and previous.status == status
         else datetime.datetime.now(datetime.UTC)
     )
-    condition = models.Condition(
-        type="Ready",
+    return models.Condition(
+        type=kind,
         status=status,
         reason=reason,
         message=message,
         lastTransitionTime=since,
         observedGeneration=generation,
-    )
-    return [condition.model_dump(mode="json", by_alias=True)]
+    ).model_dump(mode="json", by_alias=True)
 
 
 async def write(

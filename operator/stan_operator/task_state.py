@@ -18,7 +18,10 @@ class Task(Watched[models.StanTaskStatus]):
     created: datetime.datetime
     spec: models.StanTaskSpec | None
     next_tick: datetime.datetime | None = None
-    """The tick its entry in the heap stands for; None while none does (paused, invalid, or being fired)."""
+    """The tick its entry in the heap stands for; None while none does (paused, invalid, finished, or being
+    fired)."""
+    next_due: datetime.datetime | None = None
+    """When ``next_tick`` fires, its jitter included: the instant of its entry in the heap."""
     active: dict[str, asyncio.Task[Any]] = dataclasses.field(default_factory=dict)
     """Its runs going on in this replica, by run id."""
 

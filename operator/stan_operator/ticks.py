@@ -8,30 +8,12 @@ chooses, DST transitions and restarts included.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 
-from stan_core import cron, models
+from stan_core import models, schedule
 
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """A task's cron expression read in its zone."""
-
-    expression: str
-    time_zone: str
-    allow_seconds: bool = False
-
-    @classmethod
-    def of(cls, spec: models.StanTaskSpec, allow_seconds: bool) -> Schedule:
-        return cls(spec.schedule, spec.timeZone, allow_seconds)
-
-    def after(self, moment: datetime.datetime) -> datetime.datetime:
-        """The first tick strictly after ``moment``."""
-        return cron.next_tick(self.expression, self.time_zone, moment, allow_seconds=self.allow_seconds)
-
-    def at_or_before(self, moment: datetime.datetime) -> datetime.datetime:
-        return cron.previous_tick(self.expression, self.time_zone, moment, allow_seconds=self.allow_seconds)
+Schedule = schedule.Schedule
+"""The schedule maths lives in the core, so that the facade lists upcoming runs by the same rules."""
 
 
 def baseline(
@@ -44,19 +26,19 @@ def baseline(
     return last_scheduled if last_scheduled is not None else created
 
 
-def first_tick(schedule: Schedule, accounted_until: datetime.datetime, now: datetime.datetime) -> datetime.datetime:
+def first_tick(plan: Schedule, accounted_until: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:
     """The tick to fire first when a task is seen (operator start, creation): the latest one missed since
-    ``accounted_until``, if any, else the next one. Only the latest missed tick is owed, as batch/v1 CronJob
-    does; whether it still runs is ``skip_reason``'s to say."""
-    tick = schedule.after(accounted_until)
-    return tick if tick > now else schedule.at_or_before(now)
+    ``accounted_until``, if any, else the next one; None when its window has ended. Only the latest missed
+    tick is owed, as batch/v1 CronJob does; whether it still runs is ``skip_reason``'s to say."""
+    tick = plan.after(accounted_until)
+    return tick if tick is None or tick > now else plan.at_or_before(now)
 
 
 def next_after_change(
-    schedule: Schedule, accounted_until: datetime.datetime, now: datetime.datetime
-) -> datetime.datetime:
+    plan: Schedule, accounted_until: datetime.datetime, now: datetime.datetime
+) -> datetime.datetime | None:
     """After a change of spec: the new schedule from now on, never a tick already accounted for."""
-    return schedule.after(max(now, accounted_until))
+    return plan.after(max(now, accounted_until))
 
 
 def late_by(tick: datetime.datetime, now: datetime.datetime) -> float:
@@ -68,21 +50,20 @@ def past_deadline(tick: datetime.datetime, now: datetime.datetime, deadline_seco
 
 
 def following(
-    schedule: Schedule, tick: datetime.datetime, now: datetime.datetime, deadline_seconds: int
-) -> datetime.datetime:
+    plan: Schedule, tick: datetime.datetime, now: datetime.datetime, deadline_seconds: int
+) -> datetime.datetime | None:
     """The tick after one that fires at ``now``: the schedule's next, unless this one came past its deadline
     (the operator was away), when the schedule goes on from now rather than tick by tick through the gap."""
-    return schedule.after(now if past_deadline(tick, now, deadline_seconds) else tick)
+    return plan.after(now if past_deadline(plan.due(tick), now, deadline_seconds) else tick)
 
 
 FORBIDDEN = "the previous run is still active (concurrencyPolicy: Forbid)"
 
 
-def skip_reason(
-    spec: models.StanTaskSpec, tick: datetime.datetime, now: datetime.datetime, *, busy: bool
-) -> str | None:
-    """Why a due tick does not run, or None when it runs; ``busy``: a run of the task is still going."""
-    late = late_by(tick, now)
+def skip_reason(spec: models.StanTaskSpec, due: datetime.datetime, now: datetime.datetime, *, busy: bool) -> str | None:
+    """Why a tick due at ``due`` (jitter included) does not run, or None when it runs; ``busy``: a run of
+    the task is still going."""
+    late = late_by(due, now)
     if late > spec.startingDeadlineSeconds:
         return (
             f"missed by {late:.0f}s, more than startingDeadlineSeconds ({spec.startingDeadlineSeconds}); "
@@ -126,3 +107,37 @@ def failure_streak(runs: list[models.Run]) -> int:
 def bounded(runs: list[models.Run], limit: int) -> list[models.Run]:
     """The newest ``limit`` runs, plus older ones still running, whose results are yet to be written."""
     return runs[:limit] + [run for run in runs[limit:] if run.result == models.RunResult.RUNNING]
+
+
+def remaining_runs(spec: models.StanTaskSpec, remaining: int | None, previous_max: int | None) -> int | None:
+    """``status.remainingRuns`` for a spec just taken in: a new or changed maxRuns counts afresh from it, an
+    unchanged one goes on with what is left, and without maxRuns there is no count."""
+    if spec.maxRuns is None:
+        return None
+    if remaining is None or previous_max != spec.maxRuns:
+        return spec.maxRuns
+    return min(remaining, spec.maxRuns)
+
+
+def counted(remaining: int | None, run: models.Run) -> int | None:
+    """What remains after a tick's run is claimed: a skipped tick ran nothing, so it uses up no run."""
+    if remaining is None or run.result == models.RunResult.SKIPPED.value:
+        return remaining
+    return max(remaining - 1, 0)
+
+
+def finish_reason(spec: models.StanTaskSpec, remaining: int | None, next_tick: datetime.datetime | None) -> str | None:
+    """Why a task fires no more (its maxRuns used up, or its endAt passed), or None while it has a next tick."""
+    if remaining == 0:
+        return f"all {spec.maxRuns} runs of maxRuns have been scheduled; the task fires no more"
+    if next_tick is None and spec.endAt is not None:
+        return f"no tick is left before endAt ({models.format_timestamp(spec.endAt)}); the task fires no more"
+    return None
+
+
+def outcome_times(run: models.Run) -> dict[str, str]:
+    """The status fields that keep, beyond the pruned run history, when a run last succeeded or failed."""
+    if run.finishedAt is None:
+        return {}
+    field = {models.RunResult.SUCCEEDED.value: "lastSuccessfulAt", models.RunResult.FAILED.value: "lastFailedAt"}
+    return {field[run.result]: models.format_timestamp(run.finishedAt)} if run.result in field else {}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from stan_api import schemas, tasks
 from stan_api.auth import Tenant
 from stan_api.facade import State
+from stan_core import schedule
 
 router = APIRouter(prefix="/api/v1/stan", tags=["tasks"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -76,6 +77,21 @@ async def resume_task(facade: State, tenant: Tenant, id: str) -> schemas.Resumed
 )
 async def task_runs(facade: State, tenant: Tenant, id: str) -> list[schemas.Run]:
     return tasks.recent_runs(facade, tenant.namespace, id)
+
+
+@router.get(
+    "/tasks/{id}/upcoming",
+    response_model=schemas.UpcomingRuns,
+    responses=NOT_FOUND,
+    summary="When a task's next runs are due (Stan addition)",
+)
+async def upcoming_runs(
+    facade: State,
+    tenant: Tenant,
+    id: str,
+    count: int = Query(default=10, ge=1, le=schedule.MAX_UPCOMING, description="How many runs to list."),
+) -> schemas.UpcomingRuns:
+    return tasks.upcoming_runs(facade, tenant.namespace, id, count)
 
 
 @router.post(
