@@ -109,12 +109,13 @@ async def test_without_the_webhook_the_operator_marks_a_folder_zone_invalid_and_
 ) -> None:
     log = STATE_DIR / "logs" / "operator-unguarded.log"
     log_start = log.stat().st_size if log.exists() else 0
+    async with await kube.api_client() as api:
+        # Before the operator starts: kopf lists the namespaces, then watches them, and misses one created
+        # between the two.
+        await client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
     operator = OperatorProcess("unguarded", "--namespace", NAMESPACE, kubeconfig=unguarded_cluster.kubeconfig)
     try:
         async with await kube.api_client() as api:
-            await client.CoreV1Api(api).create_namespace(
-                client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))
-            )
             for number, zone in enumerate(FOLDER_ZONES):
                 await tasks.create(api, NAMESPACE, f"zoned-{number}", schedule="0 9 * * *", timeZone=zone)
             await heartbeats.create(api, NAMESPACE, checks=["workflows", "workflows"])
