@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from stan_core import config, models
+from stan_core import config, models, schedule
 from stan_core.kube import Body
 from stan_operator import supervision, ticks
 from stan_operator.actions import Outcome, RunContext
@@ -353,7 +353,7 @@ async def test_a_standby_writes_nothing_and_adopts_the_leaders_claims(harness: H
 async def test_a_jittered_tick_fires_at_its_due_time_and_is_claimed_as_the_tick(harness: Harness) -> None:
     """scheduledAt and lastScheduledAt keep the nominal tick; nextRunAt and the start carry the jitter."""
     await harness.see(task_body(jitterSeconds=1800))
-    plan = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=1800)
+    plan = schedule.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=1800)
     due = plan.due(at("2026-03-01 10:00"))
     assert harness.store.stored().nextRunAt == due > at("2026-03-01 10:00")
     await harness.tick("2026-03-01 10:00")

@@ -10,8 +10,8 @@ from stan_core import cron, models, schedule
 from stan_operator import ticks
 
 UTC = datetime.UTC
-HOURLY = ticks.Schedule("0 * * * *", "UTC")
-NINE_IN_BERLIN = ticks.Schedule("0 9 * * *", "Europe/Berlin")
+HOURLY = schedule.Schedule("0 * * * *", "UTC")
+NINE_IN_BERLIN = schedule.Schedule("0 9 * * *", "Europe/Berlin")
 
 
 def at(text: str) -> datetime.datetime:
@@ -65,7 +65,7 @@ def test_resume_owes_nothing_of_the_pause() -> None:
 
 
 def test_a_schedule_change_takes_effect_from_now() -> None:
-    every_five = ticks.Schedule("*/5 * * * *", "UTC")
+    every_five = schedule.Schedule("*/5 * * * *", "UTC")
     assert ticks.next_after_change(every_five, at("2026-03-01 10:00"), at("2026-03-01 10:31")) == at("2026-03-01 10:35")
     assert ticks.next_after_change(every_five, at("2026-03-01 10:40"), at("2026-03-01 10:31")) == at(
         "2026-03-01 10:45"
@@ -113,7 +113,7 @@ def test_history_keeps_the_newest_and_every_run_still_going() -> None:
 
 def test_spring_forward_runs_right_after_the_gap() -> None:
     # 2026-03-29 in Berlin: 02:00 CET jumps to 03:00 CEST.
-    at_half_past_two = ticks.Schedule("30 2 * * *", "Europe/Berlin")
+    at_half_past_two = schedule.Schedule("30 2 * * *", "Europe/Berlin")
     tick = ticks.first_tick(at_half_past_two, at("2026-03-28 12:00"), at("2026-03-28 12:00"))
     assert tick == at("2026-03-29 01:00"), "02:30 does not exist that night: 03:00 CEST"
     assert ticks.following(at_half_past_two, tick, tick, 300) == at("2026-03-30 00:30"), "02:30 CEST"
@@ -121,11 +121,11 @@ def test_spring_forward_runs_right_after_the_gap() -> None:
 
 def test_fall_back_runs_a_fixed_hour_once_and_an_hourly_schedule_every_hour() -> None:
     # 2026-10-25 in Berlin: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
-    at_half_past_two = ticks.Schedule("30 2 * * *", "Europe/Berlin")
+    at_half_past_two = schedule.Schedule("30 2 * * *", "Europe/Berlin")
     first = ticks.following(at_half_past_two, at("2026-10-24 00:30"), at("2026-10-24 00:30"), 300)
     assert first == at("2026-10-25 00:30")
     assert ticks.following(at_half_past_two, first, first, 300) == at("2026-10-26 01:30"), "not again at 01:30 UTC"
-    hourly = ticks.Schedule("30 * * * *", "Europe/Berlin")
+    hourly = schedule.Schedule("30 * * * *", "Europe/Berlin")
     assert ticks.following(hourly, at("2026-10-25 00:30"), at("2026-10-25 00:30"), 300) == at("2026-10-25 01:30")
 
 
@@ -141,7 +141,7 @@ def test_a_tick_a_day_in_the_tasks_zone() -> None:
 @pytest.mark.parametrize(("macro", "expression"), sorted(cron.MACROS.items()))
 def test_a_shorthand_ticks_as_its_five_field_form(macro: str, expression: str) -> None:
     """In Berlin's wall clock, from before each DST change on."""
-    shorthand, spelled = ticks.Schedule(macro, "Europe/Berlin"), ticks.Schedule(expression, "Europe/Berlin")
+    shorthand, spelled = schedule.Schedule(macro, "Europe/Berlin"), schedule.Schedule(expression, "Europe/Berlin")
     for start in (at("2026-03-28 00:00"), at("2026-10-24 00:00")):
         moment_a = moment_b = start
         for _ in range(48):
@@ -171,20 +171,20 @@ def test_jitter_is_the_same_for_a_tick_everywhere_and_spreads_tasks() -> None:
     assert len(delays) > 150, "tasks sharing a tick are spread"
     assert schedule.jitter("uid-1", tick, 600) == schedule.jitter("uid-1", tick, 600), "every replica agrees"
     assert schedule.jitter("uid-1", tick, 0) == datetime.timedelta(0)
-    jittered = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=600)
+    jittered = schedule.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=600)
     assert jittered.due(tick) == tick + schedule.jitter("uid-1", tick, 600)
     assert jittered.after(tick) == at("2026-03-01 11:00"), "the ticks themselves stay nominal"
 
 
 def test_lateness_counts_from_the_jittered_due_time() -> None:
-    jittered = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=3600)
+    jittered = schedule.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=3600)
     tick = at("2026-03-01 10:00")
     due = jittered.due(tick)
     assert ticks.skip_reason(spec(startingDeadlineSeconds=0), due, due, busy=False) is None
     assert ticks.following(jittered, tick, due, 0) == at("2026-03-01 11:00"), "on time, however long the jitter"
 
 
-WINDOW = ticks.Schedule("0 * * * *", "UTC", start_at=at("2026-03-01 10:30"), end_at=at("2026-03-01 13:00"))
+WINDOW = schedule.Schedule("0 * * * *", "UTC", start_at=at("2026-03-01 10:30"), end_at=at("2026-03-01 13:00"))
 
 
 def test_no_tick_outside_the_window() -> None:
@@ -235,7 +235,7 @@ def test_upcoming_runs_apply_jitter_window_and_limit() -> None:
         at("2026-03-01 13:00"),
     ]
     assert schedule.upcoming(HOURLY, now=now, accounted_until=None, count=10, remaining_runs=2) == plain[:2]
-    jittered = ticks.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=3600)
+    jittered = schedule.Schedule("0 * * * *", "UTC", uid="uid-1", jitter_seconds=3600)
     listed = schedule.upcoming(jittered, now=now, accounted_until=at("2026-03-01 09:00"), count=3, remaining_runs=None)
     expected = [jittered.due(tick) for tick in (at(f"2026-03-01 {hour}:00") for hour in (10, 11, 12, 13))]
     assert listed == [due for due in expected if due > now][:3], "a past tick still waiting out its jitter is listed"

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from kubernetes_asyncio import client
 
-from stan_core import config, cron, models, validation
+from stan_core import config, cron, models, schedule, validation
 from stan_core.index import NamespacedIndex
 from stan_core.kube import Body
 from stan_operator import notifications, status, supervision, ticks
@@ -250,9 +250,11 @@ class Scheduler:
         if finish is not None and not finished_before:
             await self._keeper.announce(task, "Finished", finish)
 
-    def _plan(self, task: Task) -> ticks.Schedule:
-        assert task.spec is not None
-        return ticks.Schedule.of(task.spec, self._config.allowSecondSchedules, task.uid)
+    def _plan(self, task: Task, spec: models.StanTaskSpec | None = None) -> schedule.Schedule:
+        """The task's schedule as ``spec`` (by default its current one) says it."""
+        spec = spec or task.spec
+        assert spec is not None
+        return schedule.Schedule.of(spec, self._config.allowSecondSchedules, task.uid)
 
     def _reschedule(self, task: Task, tick: datetime.datetime | None) -> None:
         """Make ``tick`` the task's next, entered in the heap at its due time; None: the task has none."""
@@ -338,7 +340,7 @@ class Scheduler:
             message=skip_reason or "",
             finishedAt=now if skip_reason else None,
         )
-        plan = ticks.Schedule.of(spec, self._config.allowSecondSchedules, task.uid)
+        plan = self._plan(task, spec)
         due = plan.due(tick)
         deadline = due + datetime.timedelta(seconds=spec.startingDeadlineSeconds)
         following = ticks.following(plan, tick, now, spec.startingDeadlineSeconds)

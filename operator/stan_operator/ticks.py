@@ -12,7 +12,6 @@ import datetime
 
 from stan_core import models, schedule
 
-Schedule = schedule.Schedule
 """The schedule maths lives in the core, so that the facade lists upcoming runs by the same rules."""
 
 
@@ -26,7 +25,9 @@ def baseline(
     return last_scheduled if last_scheduled is not None else created
 
 
-def first_tick(plan: Schedule, accounted_until: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:
+def first_tick(
+    plan: schedule.Schedule, accounted_until: datetime.datetime, now: datetime.datetime
+) -> datetime.datetime | None:
     """The tick to fire first when a task is seen (operator start, creation): the latest one missed since
     ``accounted_until``, if any, else the next one; None when its window has ended. Only the latest missed
     tick is owed, as batch/v1 CronJob does; whether it still runs is ``skip_reason``'s to say."""
@@ -35,7 +36,7 @@ def first_tick(plan: Schedule, accounted_until: datetime.datetime, now: datetime
 
 
 def next_after_change(
-    plan: Schedule, accounted_until: datetime.datetime, now: datetime.datetime
+    plan: schedule.Schedule, accounted_until: datetime.datetime, now: datetime.datetime
 ) -> datetime.datetime | None:
     """After a change of spec: the new schedule from now on, never a tick already accounted for."""
     return plan.after(max(now, accounted_until))
@@ -50,7 +51,7 @@ def past_deadline(tick: datetime.datetime, now: datetime.datetime, deadline_seco
 
 
 def following(
-    plan: Schedule, tick: datetime.datetime, now: datetime.datetime, deadline_seconds: int
+    plan: schedule.Schedule, tick: datetime.datetime, now: datetime.datetime, deadline_seconds: int
 ) -> datetime.datetime | None:
     """The tick after one that fires at ``now``: the schedule's next, unless this one came past its deadline
     (the operator was away), when the schedule goes on from now rather than tick by tick through the gap."""
