@@ -85,12 +85,18 @@ async def drive_every_operation(client: Any, models: ModuleType) -> set[str]:
     assert fetched.created_at == created.created_at
     renamed = models.TaskUpdate(name="Generated again")
     assert (await call("tasks", "update_task_api_v1_stan_tasks_id_put", created.id, body=renamed)).updated
-    assert (await call("tasks", "pause_task_api_v1_stan_tasks_id_pause_post", created.id)).paused
+    note = models.PauseRequest(note="paused by a generated client")
+    assert (await call("tasks", "pause_task_api_v1_stan_tasks_id_pause_post", created.id, body=note)).paused
+    paused = await call("tasks", "get_task_api_v1_stan_tasks_id_get", created.id)
+    assert paused.pause_note == "paused by a generated client" and isinstance(paused.paused_at, datetime.datetime)
     assert (await call("tasks", "resume_task_api_v1_stan_tasks_id_resume_post", created.id)).resumed
     triggered = await call("tasks", "run_task_api_v1_stan_tasks_id_run_post", created.id)
     runs = await call("tasks", "task_runs_api_v1_stan_tasks_id_runs_get", created.id)
     assert triggered.run_id in [run.run_id for run in runs]
     assert all(isinstance(run.scheduled_at, datetime.datetime) for run in runs)
+    past = models.BackfillRequest(from_=created.created_at - datetime.timedelta(days=3), to=created.created_at)
+    backfilled = await call("tasks", "backfill_task_api_v1_stan_tasks_id_backfill_post", created.id, body=past)
+    assert backfilled.ticks == 3 and isinstance(backfilled.to, datetime.datetime)
     upcoming = await call("tasks", "upcoming_runs_api_v1_stan_tasks_id_upcoming_get", created.id, count=3)
     assert len(upcoming.runs) == 3 and all(isinstance(moment, datetime.datetime) for moment in upcoming.runs)
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from stan_core import config, models, schedule
+from stan_core import backfill, config, models, schedule
 from stan_core.kube import Body
 from stan_operator import supervision, ticks
 from stan_operator.actions import Outcome, RunContext
@@ -51,6 +51,7 @@ class MemoryStatusStore:
 
     def __init__(self) -> None:
         self.statuses: dict[str, Body] = {}
+        self.bodies: dict[str, Body] = {}
         self.writes: list[Patch] = []
         self.reads: list[str] = []
 
@@ -71,18 +72,31 @@ class MemoryStatusStore:
         return self.stored(name)
 
     async def claim(
-        self, namespace: str, name: str, *, last_scheduled: str | None, fields: Patch, give_up_after: float
+        self, namespace: str, name: str, *, expected: Patch, fields: Patch, give_up_after: float
     ) -> models.StanTaskStatus:
         if name not in self.statuses:
             raise ClaimLost("NotFound")
-        if self.statuses[name].get("lastScheduledAt") != last_scheduled:
-            raise ClaimLost("the test of /status/lastScheduledAt failed")
+        for path, value in expected.items():
+            found: Any = self.statuses[name]
+            for part in path.split("/"):
+                found = found.get(part) if isinstance(found, dict) else None
+            if found != value:
+                raise ClaimLost(f"the test of /status/{path} failed")
         self.statuses[name].update(copy.deepcopy(fields))
         return self.stored(name)
 
     async def read(self, namespace: str, name: str) -> Body | None:
         self.reads.append(name)
         return task_body(status=self.statuses[name]) if name in self.statuses else None
+
+    async def pause(self, namespace: str, name: str, note: str) -> Body | None:
+        """As a merge patch of the spec would: the next generation, paused with the note."""
+        body = copy.deepcopy(self.bodies[name])
+        body["metadata"]["generation"] += 1
+        body["spec"] |= {"paused": True, "pauseNote": note}
+        body["status"] = copy.deepcopy(self.statuses[name])
+        self.bodies[name] = body
+        return body
 
 
 class MemoryEvents:
@@ -112,6 +126,7 @@ class Work:
         self.started: list[str] = []
         self.cancelled: list[str] = []
         self.done = asyncio.Event()
+        self.outcome = Outcome(models.RunResult.SUCCEEDED, "done")
 
     async def __call__(self, context: RunContext) -> Outcome:
         self.started.append(context.run_id)
@@ -120,7 +135,7 @@ class Work:
         except asyncio.CancelledError:
             self.cancelled.append(context.run_id)
             raise
-        return Outcome(models.RunResult.SUCCEEDED, "done")
+        return self.outcome
 
 
 def task_body(
@@ -159,6 +174,7 @@ class Harness:
     async def see(self, body: Body) -> None:
         """A watch event: the store holds what the watch delivers."""
         self.store.statuses.setdefault(body["metadata"]["name"], copy.deepcopy(body["status"]))
+        self.store.bodies[body["metadata"]["name"]] = copy.deepcopy(body)
         await self.scheduler.observe(body)
         await settled()
 
@@ -288,7 +304,12 @@ async def test_after_a_restart_a_tick_past_its_deadline_is_recorded_as_skipped(h
 
 
 async def test_after_a_restart_a_run_left_going_is_recorded_as_failed_not_run_again(harness: Harness) -> None:
-    left = models.Run(runId="run_left", scheduledAt=at("2026-03-01 10:00"), result=models.RunResult.RUNNING)
+    left = models.Run(
+        runId="run_left",
+        scheduledAt=at("2026-03-01 10:00"),
+        startedAt=at("2026-03-01 10:00"),
+        result=models.RunResult.RUNNING,
+    )
     status = {
         "status": "active",
         "lastScheduledAt": stamp("2026-03-01 10:00"),
@@ -451,3 +472,200 @@ async def test_a_run_now_during_a_run_follows_the_concurrency_policy(
     await harness.tick("2026-03-01 10:30")
     assert len(harness.work.started) == (1 if refused else 2), "the request fires no scheduled tick early"
     assert harness.store.stored().lastScheduledAt == at("2026-03-01 10:00")
+
+
+async def test_buffer_one_runs_a_tick_after_the_going_run_and_skips_a_second(harness: Harness) -> None:
+    await harness.see(task_body(concurrencyPolicy="BufferOne"))
+    await harness.tick("2026-03-01 10:00")
+    await harness.tick("2026-03-01 11:00")
+    await harness.tick("2026-03-01 12:00")
+    assert [(result, message) for _, result, message in harness.runs()] == [
+        ("skipped", ticks.ALREADY_WAITING),
+        ("running", ticks.WAITING),
+        ("running", ""),
+    ]
+    waiting = harness.store.stored().recentRuns[1]
+    assert waiting.startedAt is None and len(harness.work.started) == 1, "the 11:00 tick waits, claimed"
+    assert harness.store.stored().lastScheduledAt == at("2026-03-01 12:00")
+    harness.clock.now = at("2026-03-01 12:10")
+    harness.work.done.set()
+    await settled()
+    assert [(tick, result) for tick, result, _ in harness.runs()] == [
+        (stamp("2026-03-01 12:00"), "skipped"),
+        (stamp("2026-03-01 11:00"), "succeeded"),
+        (stamp("2026-03-01 10:00"), "succeeded"),
+    ]
+    assert harness.store.stored().recentRuns[1].startedAt == at("2026-03-01 12:10"), "it started once 10:00 ended"
+    assert len(harness.work.started) == 2
+    assert harness.events.reasons.count("Waiting") == 1 and "Skipped" in harness.events.reasons
+    await harness.tick("2026-03-01 13:00")
+    assert harness.runs()[0] == (stamp("2026-03-01 13:00"), "succeeded", "done"), "nothing going: it runs at once"
+
+
+async def test_a_run_now_under_buffer_one_waits_for_the_going_run(harness: Harness) -> None:
+    await harness.see(task_body(concurrencyPolicy="BufferOne"))
+    await harness.tick("2026-03-01 10:00")
+    harness.clock.now = at("2026-03-01 10:10")
+    requested = task_body(concurrencyPolicy="BufferOne", annotations={models.RUN_REQUEST_ANNOTATION: "request-1"})
+    await harness.see(requested)
+    assert harness.runs()[0] == (stamp("2026-03-01 10:10"), "running", ticks.WAITING)
+    assert len(harness.work.started) == 1
+    again = task_body(concurrencyPolicy="BufferOne", annotations={models.RUN_REQUEST_ANNOTATION: "request-2"})
+    await harness.see(again)
+    assert harness.runs()[0] == (stamp("2026-03-01 10:10"), "skipped", ticks.ALREADY_WAITING)
+    harness.work.done.set()
+    await settled()
+    assert len(harness.work.started) == 2, "the waiting request ran once the tick's run ended; the second did not"
+
+
+async def test_after_a_restart_a_run_that_waited_starts(harness: Harness) -> None:
+    waiting = models.Run(
+        runId="run_waiting", scheduledAt=at("2026-03-01 10:00"), result=models.RunResult.RUNNING, message=ticks.WAITING
+    )
+    status = {
+        "status": "active",
+        "lastScheduledAt": stamp("2026-03-01 10:00"),
+        "recentRuns": [waiting.model_dump(mode="json", by_alias=True)],
+    }
+    harness.clock.now = at("2026-03-01 10:05")
+    harness.work.done.set()
+    await harness.see(task_body(concurrencyPolicy="BufferOne", status=status))
+    assert harness.runs() == [(stamp("2026-03-01 10:00"), "succeeded", "done")], "it never began, so it may run"
+    assert harness.store.stored().recentRuns[0].startedAt == at("2026-03-01 10:05")
+
+
+async def test_a_pause_keeps_its_note_and_when_and_a_resume_clears_them(harness: Harness) -> None:
+    await harness.see(task_body())
+    harness.clock.now = at("2026-03-01 09:40")
+    await harness.see(task_body(generation=2, paused=True, pauseNote="database migration"))
+    stored = harness.store.stored()
+    assert (stored.status, stored.pausedAt) == ("paused", at("2026-03-01 09:40"))
+    assert stored.pauseNote == "database migration"
+    assert ("Paused", "The task is paused: database migration") in harness.events.posted
+    harness.clock.now = at("2026-03-01 09:50")
+    await harness.see(task_body(generation=3))
+    stored = harness.store.stored()
+    assert (stored.status, stored.pausedAt, stored.pauseNote) == ("active", None, None)
+    assert stored.resumedAt == at("2026-03-01 09:50")
+
+
+async def test_pause_after_failures_pauses_with_a_note_and_counts_afresh_after_a_resume(harness: Harness) -> None:
+    harness.work.outcome = Outcome(models.RunResult.FAILED, "exit 3")
+    harness.work.done.set()
+    await harness.see(task_body(pauseAfterFailures=2))
+    await harness.tick("2026-03-01 10:00")
+    assert harness.store.stored().status == "active", "one failure is not two"
+    await harness.tick("2026-03-01 11:00")
+    stored = harness.store.stored()
+    note = "paused after 2 failed runs in a row (pauseAfterFailures); the last: exit 3"
+    assert (stored.status, stored.pauseNote, stored.pausedAt) == ("paused", note, at("2026-03-01 11:00"))
+    assert harness.store.bodies[TASK]["spec"]["paused"] is True, "the spec says so, as kubectl and the API show"
+    assert ("Paused", f"The task is paused: {note}") in harness.events.posted
+    await harness.tick("2026-03-01 12:00")
+    assert len(harness.work.started) == 2, "a paused task fires no more"
+    harness.clock.now = at("2026-03-01 12:30")
+    await harness.see(task_body(generation=3, pauseAfterFailures=2, status=harness.store.statuses[TASK]))
+    await harness.tick("2026-03-01 13:00")
+    assert harness.store.stored().status == "active", "the failures before the resume do not count"
+    await harness.tick("2026-03-01 14:00")
+    assert harness.store.stored().status == "paused"
+
+
+def backfill_request(request: str, start: str, end: str) -> dict[str, str]:
+    return {models.BACKFILL_REQUEST_ANNOTATION: backfill.Request(request, at(start), at(end)).annotation()}
+
+
+async def test_a_backfill_runs_each_past_tick_that_did_not_run_once_oldest_first(harness: Harness) -> None:
+    harness.work.done.set()
+    await harness.see(task_body())
+    await harness.tick("2026-03-01 10:00")
+    await harness.tick("2026-03-01 11:00")
+    harness.clock.now = at("2026-03-01 11:30")
+    await harness.see(task_body(generation=2, paused=True, status=harness.store.statuses[TASK]))
+    harness.clock.now = at("2026-03-01 14:30")
+    await harness.see(task_body(generation=3, status=harness.store.statuses[TASK]))
+    request = backfill_request("b1", "2026-03-01 09:00", "2026-03-01 14:30")
+    await harness.see(task_body(generation=3, annotations=request, status=harness.store.statuses[TASK]))
+    stored = harness.store.stored()
+    assert stored.backfill is not None and (stored.backfill.ticks, stored.backfill.alreadyRan) == (4, 2)
+    assert stored.backfill.handled == 4 and stored.backfill.finishedAt == at("2026-03-01 14:30")
+    ran = sorted(run.scheduledAt for run in stored.recentRuns if run.result == "succeeded")
+    assert ran == [at(f"2026-03-01 {hour:02d}:00") for hour in (9, 10, 11, 12, 13, 14)], "each tick once"
+    assert [(span.first, span.last) for span in stored.ranTicks] == [(at("2026-03-01 09:00"), at("2026-03-01 14:00"))]
+    started = len(harness.work.started)
+    again = backfill_request("b2", "2026-03-01 09:00", "2026-03-01 14:30")
+    await harness.see(task_body(generation=3, annotations=again, status=harness.store.statuses[TASK]))
+    stored = harness.store.stored()
+    assert stored.backfill is not None and (stored.backfill.ticks, stored.backfill.alreadyRan) == (0, 6)
+    assert len(harness.work.started) == started, "a second backfill of the range runs nothing"
+    assert "Backfilled" in harness.events.reasons
+
+
+BACKFILLED = (stamp("2026-03-01 12:00"), stamp("2026-03-01 11:00"), stamp("2026-03-01 10:00"))
+
+
+@pytest.mark.parametrize(
+    ("policy", "while_going", "in_the_end"),
+    [
+        ("Forbid", ["skipped", "skipped", "running"], ["skipped", "skipped", "succeeded"]),
+        ("BufferOne", ["running", "running"], ["succeeded", "succeeded", "succeeded"]),
+    ],
+)
+async def test_a_backfill_follows_the_concurrency_policy(
+    harness: Harness, policy: str, while_going: list[str], in_the_end: list[str]
+) -> None:
+    """Forbid skips the ticks that come while a run goes; under BufferOne the second tick waits, and the
+    third is handed over only once none does, so that the backfill runs one after another."""
+    harness.clock.now = at("2026-03-01 12:30")
+    status = {
+        "status": "active",
+        "lastScheduledAt": stamp("2026-03-01 12:00"),
+        "ranTicks": [],
+        "ranTicksSince": stamp("2026-03-01 09:00"),
+    }
+    request = backfill_request("b1", "2026-03-01 10:00", "2026-03-01 12:00")
+    await harness.see(task_body(concurrencyPolicy=policy, annotations=request, status=status))
+    going = [(tick, result) for tick, result, _ in harness.runs()]
+    assert going == list(zip(BACKFILLED[-len(while_going) :], while_going, strict=True))
+    harness.work.done.set()
+    for _ in range(5):
+        await settled()
+    assert [(tick, result) for tick, result, _ in harness.runs()] == list(zip(BACKFILLED, in_the_end, strict=True))
+
+
+async def test_a_backfill_of_too_many_ticks_or_of_the_schedules_own_is_refused(harness: Harness) -> None:
+    harness.clock.now = at("2026-03-01 12:30")
+    status = {
+        "status": "active",
+        "lastScheduledAt": stamp("2026-03-01 12:00"),
+        "ranTicks": [],
+        "ranTicksSince": stamp("2025-12-01 00:00"),
+    }
+    too_many = backfill_request("b1", "2026-01-01 00:00", "2026-03-01 12:00")
+    await harness.see(task_body(annotations=too_many, status=status))
+    stored = harness.store.stored()
+    assert stored.backfill is not None and stored.backfill.refusal is not None
+    assert stored.backfill.refusal.startswith("to: the range holds more than 1000 ticks")
+    assert harness.work.started == [] and "BackfillRefused" in harness.events.reasons
+    ahead = backfill_request("b2", "2026-03-01 12:10", "2026-03-01 15:00")
+    await harness.see(task_body(annotations=ahead, status=harness.store.statuses[TASK]))
+    refused = harness.store.stored().backfill
+    assert refused is not None and refused.refusal is not None
+    assert refused.refusal.startswith("from: must be at or before 2026-03-01T12:00:00Z")
+    early = backfill_request("b3", "2025-11-30 00:00", "2025-12-02 00:00")
+    await harness.see(task_body(annotations=early, status=harness.store.statuses[TASK]))
+    refused = harness.store.stored().backfill
+    assert refused is not None and refused.refusal == (
+        "from: must be after 2025-12-01T00:00:00Z: which earlier ticks ran is no longer recorded"
+    )
+
+
+async def test_a_task_from_before_the_ledger_is_not_backfilled_before_its_last_tick(harness: Harness) -> None:
+    harness.clock.now = at("2026-03-01 12:30")
+    status = {"status": "active", "lastScheduledAt": stamp("2026-03-01 12:00")}
+    request = backfill_request("b1", "2026-03-01 10:00", "2026-03-01 12:00")
+    await harness.see(task_body(annotations=request, status=status))
+    stored = harness.store.stored()
+    assert stored.ranTicksSince == at("2026-03-01 12:00")
+    assert stored.backfill is not None and stored.backfill.refusal is not None
+    assert harness.work.started == []

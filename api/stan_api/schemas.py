@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from stan_core import models
 
@@ -53,18 +53,22 @@ class Task(TaskNotifying, TaskSummary):
     lastRunAt: models.Timestamp | None
     nextRunAt: models.Timestamp | None
     timeZone: str = Field(description="Stan addition: the IANA zone the schedule is read in.")
-    concurrencyPolicy: str = Field(description="Stan addition: Allow, Forbid or Replace.")
+    concurrencyPolicy: str = Field(description="Stan addition: Allow, Forbid, Replace or BufferOne.")
     jitterSeconds: int | None = Field(default=None, description="Stan addition, shown when set.")
     startAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
     endAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
     maxRuns: int | None = Field(default=None, description="Stan addition, shown when set.")
+    pauseAfterFailures: int | None = Field(default=None, description="Stan addition, shown when set.")
+    pausedAt: models.Timestamp | None = Field(default=None, description="Stan addition: when it was paused.")
+    pauseNote: str | None = Field(default=None, description="Stan addition: why it is paused, when a note was given.")
     remainingRuns: int | None = Field(default=None, description="Stan addition: with maxRuns, the runs to come.")
     lastSuccessfulAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
     lastFailedAt: models.Timestamp | None = Field(default=None, description="Stan addition, shown when set.")
 
 
 class TaskExtras(TaskNotifying, Body):
-    """Optional scheduling and notification fields Stan adds to the contract."""
+    """Optional scheduling and notification fields Stan adds to the contract. In a PUT, null resets a field
+    to its default (none, for those without one)."""
 
     timeZone: Text | None = Field(default=None, examples=["Europe/Berlin"])
     concurrencyPolicy: models.ConcurrencyPolicy | None = None
@@ -74,6 +78,7 @@ class TaskExtras(TaskNotifying, Body):
     startAt: models.Timestamp | None = None
     endAt: models.Timestamp | None = None
     maxRuns: int | None = Field(default=None, ge=1, le=1_000_000)
+    pauseAfterFailures: int | None = Field(default=None, ge=1, le=100)
 
 
 class TaskCreate(TaskExtras):
@@ -88,6 +93,21 @@ class TaskUpdate(TaskExtras):
     action: Text | None = None
     schedule: Text | None = None
     modelId: Text | None = None
+
+    @field_validator("name", "action", "schedule", "modelId")
+    @classmethod
+    def _kept(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be left out, but not null: a task always has one")
+        return value
+
+
+class PauseRequest(Body):
+    """Stan addition: the optional body of POST /tasks/{id}/pause."""
+
+    note: Text | None = Field(
+        default=None, max_length=models.MAX_NOTE_LENGTH, examples=["paused during the database migration"]
+    )
 
 
 class Updated(BaseModel):
@@ -126,6 +146,30 @@ class UpcomingRuns(BaseModel):
 
     id: str
     runs: list[models.Timestamp] = Field(description="Soonest first; empty while paused or finished.")
+
+
+class BackfillRequest(Body):
+    """Stan addition: the body of POST /tasks/{id}/backfill, a past range whose ticks run once each."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: models.Timestamp = Field(alias="from", examples=["2026-03-01T00:00:00Z"])
+    end: models.Timestamp = Field(alias="to", examples=["2026-03-02T00:00:00Z"])
+
+
+class Backfill(BaseModel):
+    """Stan addition: a backfill as the operator took it up; the runs go on in the background."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(description="The task's id.")
+    request: str
+    start: models.Timestamp = Field(alias="from")
+    end: models.Timestamp = Field(alias="to", description="The range's end, at most the last tick accounted for.")
+    ticks: int = Field(description="Ticks of the range that had not run: these run, oldest first.")
+    alreadyRan: int = Field(description="Ticks of the range left out because they had run.")
+    handled: int = Field(description="Ticks handled so far.")
+    finishedAt: models.Timestamp | None
 
 
 class Action(BaseModel):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Callable
 
 from stan_api import schemas, views
 from stan_api.facade import Facade, Invalid, NotFound, QuotaExceeded, TimedOut, retrying_conflicts, talking_to_cluster
+from stan_core import backfill as stan_backfill
 from stan_core import catalog, ids, kube, models, schedule, validation
 
 
@@ -93,19 +95,12 @@ def upcoming_runs(facade: Facade, namespace: str, task_id: str, count: int) -> s
 
 
 def _upcoming(facade: Facade, body: dict, count: int) -> list[datetime.datetime]:
-    """When the task's next ``count`` runs are due, by the rules the operator fires them by; none for a
-    paused task, or one whose spec the operator refuses."""
+    """None for a task whose spec the operator refuses."""
     spec, _ = validation.guarded(validation.task_spec, body["spec"], facade.configuration)
-    if spec is None or spec.paused:
+    if spec is None:
         return []
-    status = views.task_status(body)
-    created = datetime.datetime.fromisoformat(body["metadata"]["creationTimestamp"])
-    return schedule.upcoming(
-        schedule.Schedule.of(spec, facade.configuration.allowSecondSchedules, body["metadata"]["uid"]),
-        now=datetime.datetime.now(datetime.UTC),
-        accounted_until=status.lastScheduledAt or created,
-        count=count,
-        remaining_runs=status.remainingRuns if status.remainingRuns is not None else spec.maxRuns,
+    return schedule.upcoming_of_task(
+        body, spec, facade.configuration.allowSecondSchedules, now=datetime.datetime.now(datetime.UTC), count=count
     )
 
 
@@ -125,13 +120,15 @@ async def _observed(facade: Facade, written: dict) -> dict:
 
 
 async def update_task(facade: Facade, namespace: str, task_id: str, changes: dict) -> None:
-    """Apply ``changes`` to the spec; used by PUT, pause and resume alike."""
+    """Apply ``changes`` to the spec as a merge patch, in which null removes a field (back to its default);
+    used by PUT, pause and resume alike."""
     name = _body(facade, namespace, task_id)["metadata"]["name"]
     objects = _objects(facade)
 
     async def attempt() -> dict:
         current = await objects.get(namespace, name)
-        _validated(facade, {**current["spec"], **changes})
+        merged = {field: value for field, value in {**current["spec"], **changes}.items() if value is not None}
+        _validated(facade, merged)
         patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": changes}
         return await objects.patch(namespace, name, patch)
 
@@ -139,6 +136,23 @@ async def update_task(facade: Facade, namespace: str, task_id: str, changes: dic
         stored = await retrying_conflicts("task", attempt)
     await facade.tasks.remember(stored)
     await _observed(facade, stored)
+
+
+async def _answer(
+    facade: Facade, namespace: str, name: str, answered: Callable[[models.StanTaskStatus], bool], failing: str
+) -> dict:
+    """The task once its status answers a request made to the operator; 504 when it does not in time."""
+
+    def done(body: dict | None) -> bool:
+        return body is None or answered(views.task_status(body))
+
+    try:
+        body = await facade.tasks.wait_for(namespace, name, done, facade.operator_answer_seconds)
+    except TimeoutError:
+        raise TimedOut(f"the operator {failing} within {facade.operator_answer_seconds:g}s; is it running?") from None
+    if body is None:
+        raise NotFound()
+    return body
 
 
 async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTriggered:
@@ -151,20 +165,49 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
         )
     await facade.tasks.remember(stored)
 
-    def started(body: dict | None) -> bool:
-        return body is None or views.task_status(body).lastRunRequest == request
-
-    try:
-        body = await facade.tasks.wait_for(namespace, name, started, facade.operator_answer_seconds)
-    except TimeoutError:
-        raise TimedOut(
-            f"the operator did not start the run within {facade.operator_answer_seconds:g}s; is it running?"
-        ) from None
-    if body is None:
-        raise NotFound()
+    body = await _answer(
+        facade, namespace, name, lambda status: status.lastRunRequest == request, "did not start the run"
+    )
     run = views.task_status(body).lastRun
     assert run is not None
     return schemas.RunTriggered(runId=run.runId, result=run.result, message=run.message)
+
+
+async def backfill(facade: Facade, namespace: str, task_id: str, request: schemas.BackfillRequest) -> schemas.Backfill:
+    """Ask the operator to backfill a past range, refusing what it would refuse, and answer once it has
+    taken the request up."""
+    body = _body(facade, namespace, task_id)
+    name = body["metadata"]["name"]
+    spec, errors = validation.guarded(validation.task_spec, body["spec"], facade.configuration)
+    if spec is None:
+        raise Invalid(errors)
+    status = views.task_status(body)
+    created = datetime.datetime.fromisoformat(body["metadata"]["creationTimestamp"])
+    until = stan_backfill.accounted_until(status, created)
+    refused = stan_backfill.refusal(
+        spec, status, request.start, request.end, until, facade.configuration.allowSecondSchedules
+    )
+    if refused is not None:
+        raise Invalid([validation.FieldError(refused[0], refused[1])])
+    asked = stan_backfill.Request(uuid.uuid4().hex, request.start, request.end)
+    annotation = {"metadata": {"annotations": {models.BACKFILL_REQUEST_ANNOTATION: asked.annotation()}}}
+    with talking_to_cluster():
+        stored = await _objects(facade).patch(namespace, name, annotation)
+    await facade.tasks.remember(stored)
+
+    taken = await _answer(
+        facade,
+        namespace,
+        name,
+        lambda status: status.backfill is not None and status.backfill.request == asked.id,
+        "did not take the backfill up",
+    )
+    state = views.task_status(taken).backfill
+    assert state is not None
+    if state.refusal:
+        field, _, reason = state.refusal.partition(": ")
+        raise Invalid([validation.FieldError(field, reason)])
+    return schemas.Backfill(id=task_id, **state.model_dump(by_alias=True, exclude={"refusal", "through"}))
 
 
 async def delete_task(facade: Facade, namespace: str, task_id: str) -> None:

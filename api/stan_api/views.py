@@ -14,8 +14,8 @@ from stan_core import ids, models
 
 TASK_NOTIFICATION_FIELDS = ("notify", "repeatIntervalSeconds", "failureThreshold", "deadManGraceSeconds")
 HEARTBEAT_NOTIFICATION_FIELDS = ("notify", "repeatIntervalSeconds")
-TASK_SCHEDULE_FIELDS = ("jitterSeconds", "startAt", "endAt", "maxRuns")
-TASK_OUTCOME_FIELDS = ("remainingRuns", "lastSuccessfulAt", "lastFailedAt")
+TASK_SCHEDULE_FIELDS = ("jitterSeconds", "startAt", "endAt", "maxRuns", "pauseAfterFailures")
+TASK_OUTCOME_FIELDS = ("remainingRuns", "lastSuccessfulAt", "lastFailedAt", "pausedAt", "pauseNote")
 
 
 def notification_fields(spec: dict, names: tuple[str, ...]) -> dict:

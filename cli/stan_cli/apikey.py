@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import re
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import click
-from kubernetes_asyncio import client
 
 from stan_api import keys, keystore
-from stan_core import kube, models
+from stan_cli.cluster import with_api
+from stan_core import models
 
-Result = TypeVar("Result")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def _with_api(call: Callable[[client.ApiClient], Awaitable[Result]]) -> Result:
-    async def run() -> Result:
-        api = await kube.api_client()
-        async with api:
-            return await call(api)
-
-    try:
-        return asyncio.run(run())
-    except keystore.Refused as error:
-        raise click.ClickException(str(error)) from None
 
 
 def _duration(context: click.Context, parameter: click.Parameter, value: str | None) -> datetime.timedelta | None:
@@ -72,8 +56,9 @@ def apikey() -> None:
 def create(user: str, scopes: str, namespace: str | None, shared: bool, expires_in: datetime.timedelta | None) -> None:
     """Issue a key; it is printed once, on the last line."""
     scope_list = [scope for scope in scopes.replace(",", " ").split() if scope]
-    key, principal = _with_api(
-        lambda api: keystore.issue(api, user, scope_list, namespace, shared=shared, expires_in=expires_in)
+    key, principal = with_api(
+        lambda api: keystore.issue(api, user, scope_list, namespace, shared=shared, expires_in=expires_in),
+        keystore.Refused,
     )
     click.echo(f"key id:    {principal.key_id}", err=True)
     click.echo(f"user:      {principal.user}", err=True)
@@ -87,7 +72,7 @@ def create(user: str, scopes: str, namespace: str | None, shared: bool, expires_
 @apikey.command("list")
 def list_command() -> None:
     """The keys that exist (never their secrets), with their expiry and last use."""
-    found = _with_api(keystore.list_keys)
+    found = with_api(keystore.list_keys, keystore.Refused)
     rows = [("KEY ID", "USER", "TENANT", "SCOPES", "CREATED", "EXPIRES", "LAST USED")]
     rows += [
         (
@@ -110,6 +95,6 @@ def list_command() -> None:
 @click.argument("key_id")
 def revoke(key_id: str) -> None:
     """Revoke a key by its id; it stops working within seconds."""
-    if not _with_api(lambda api: keystore.revoke(api, key_id)):
+    if not with_api(lambda api: keystore.revoke(api, key_id), keystore.Refused):
         raise click.ClickException(f"no API key with id {key_id!r}")
     click.echo(f"revoked {key_id}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from stan_cli import apikey
+from stan_cli import apikey, tasks
 from stan_core import config, install
 from stan_operator import webhooks
 
@@ -147,6 +147,7 @@ def crds_apply() -> None:
 
 
 cli.add_command(apikey.apikey)
+cli.add_command(tasks.tasks)
 try:
     from stan_controlplane import cli as local
 except ModuleNotFoundError as missing:  # Stan's image ships only what runs in a cluster

@@ -78,8 +78,11 @@ class ConcurrencyPolicy(str, enum.Enum):
     ALLOW = "Allow"
     FORBID = "Forbid"
     REPLACE = "Replace"
+    BUFFER_ONE = "BufferOne"
+    """A tick that comes while a run is going waits for it to end; at most one waits, later ones are skipped."""
 
 
+MAX_NOTE_LENGTH = 1024
 MAX_JITTER_SECONDS = 3600
 """An hour: enough to spread a fleet's shared tick, short enough that an hourly task still runs in its hour."""
 
@@ -169,6 +172,16 @@ class StanTaskSpec(Notifying):
     schedule: Text = Field(min_length=1, max_length=253, description="Cron expression controlling when the task runs.")
     modelId: Text = Field(min_length=1, max_length=253, description="Model used to execute the task.")
     paused: bool = Field(default=False, description="A paused task keeps its configuration but does not fire.")
+    pauseNote: Text | None = Field(
+        default=None, max_length=MAX_NOTE_LENGTH, description="Why the task is paused; status.pauseNote keeps it."
+    )
+    pauseAfterFailures: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Pause the task, with a note and an Event, after this many failed runs in a row; at most "
+        "runHistoryLimit. null: never.",
+    )
     timeZone: Text = Field(
         default="UTC",
         min_length=1,
@@ -177,7 +190,8 @@ class StanTaskSpec(Notifying):
     )
     concurrencyPolicy: ConcurrencyPolicy = Field(
         default=ConcurrencyPolicy.ALLOW,
-        description="Allow, Forbid (skip a tick while a run is active) or Replace (stop the active run).",
+        description="Allow, Forbid (skip a tick while a run is active), Replace (stop the active run) or BufferOne "
+        "(the tick waits for the active run; at most one waits).",
     )
     jitterSeconds: int = Field(
         default=0,
@@ -228,6 +242,35 @@ class Run(Model):
     finishedAt: Timestamp | None = None
     result: RunResult
     message: str = ""
+
+
+class TickSpan(Model):
+    """Consecutive ticks of one schedule, from ``first`` to ``last``, each of which ran."""
+
+    schedule: str
+    timeZone: str
+    first: Timestamp
+    last: Timestamp
+
+
+MAX_TICK_SPANS = 50
+MAX_BACKFILL_TICKS = 1000
+
+
+class Backfill(Model):
+    """A backfill: the past ticks of ``from``..``to`` run once each, oldest first, those that ran left out."""
+
+    request: str = Field(description="The request it answers (annotation stan.dev/backfill-request).")
+    start: Timestamp = Field(alias="from")
+    end: Timestamp = Field(alias="to")
+    schedule: str = Field(default="", description="The schedule whose ticks it runs, as when the backfill began.")
+    timeZone: str = "UTC"
+    ticks: int = Field(default=0, description="Ticks of the range to run: those that had not run when it began.")
+    alreadyRan: int = Field(default=0, description="Ticks of the range left out because they had run.")
+    through: Timestamp | None = Field(default=None, description="Ticks up to this one are handled.")
+    handled: int = Field(default=0, description="Ticks handled: run, skipped by the concurrency policy, or left out.")
+    finishedAt: Timestamp | None = None
+    refusal: str | None = Field(default=None, description="Why the request was refused; then nothing ran.")
 
 
 class NotificationOutcome(str, enum.Enum):
@@ -304,6 +347,20 @@ class StanTaskStatus(Notified):
     )
     remainingRuns: int | None = Field(
         default=None, description="With spec.maxRuns: the scheduled runs still to come; 0 when Finished."
+    )
+    ranTicks: list[TickSpan] = Field(
+        default_factory=list,
+        description="The ticks that ran, oldest first, as spans of consecutive ticks; a backfill runs none again.",
+    )
+    ranTicksSince: Timestamp | None = Field(
+        default=None,
+        description="Older spans were dropped to keep ranTicks bounded: a backfill may not reach before this.",
+    )
+    backfill: Backfill | None = Field(default=None, description="The latest backfill and how far it has come.")
+    pausedAt: Timestamp | None = Field(default=None, description="When the task was paused; null while active.")
+    pauseNote: str | None = Field(default=None, description="Why it is paused, as spec.pauseNote says.")
+    resumedAt: Timestamp | None = Field(
+        default=None, description="When the task was last resumed; pauseAfterFailures counts failures from here."
     )
     conditions: list[Condition] = Field(default_factory=list)
     observedGeneration: int | None = None
@@ -471,6 +528,8 @@ STAN_API_KEY = Resource(
 
 RESOURCES = (STAN_TASK, STAN_HEARTBEAT, STAN_API_KEY)
 
+BACKFILL_REQUEST_ANNOTATION = "stan.dev/backfill-request"
+"""Set to ``{"request": id, "from": …, "to": …}`` on a StanTask to ask for a backfill; status.backfill answers."""
 RUN_REQUEST_ANNOTATION = "stan.dev/run-request"
 """Set to a new id on a StanTask or StanHeartbeat to ask the operator for a run now; status answers it."""
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 from stan_core import cron, models
 
@@ -88,3 +90,21 @@ def upcoming(
             found.append(schedule.due(tick))
         moment = tick
     return sorted(found)
+
+
+def upcoming_of_task(
+    body: Mapping[str, Any], spec: models.StanTaskSpec, allow_seconds: bool, *, now: datetime.datetime, count: int
+) -> list[datetime.datetime]:
+    """When a StanTask's next ``count`` runs are due, as the operator will fire them: what its status
+    accounts for and the runs it has left applied; none while it is paused."""
+    if spec.paused:
+        return []
+    status = models.StanTaskStatus.model_validate(body.get("status") or {})
+    metadata = body["metadata"]
+    return upcoming(
+        Schedule.of(spec, allow_seconds, metadata["uid"]),
+        now=now,
+        accounted_until=status.lastScheduledAt or datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
+        count=count,
+        remaining_runs=status.remainingRuns if status.remainingRuns is not None else spec.maxRuns,
+    )

@@ -92,14 +92,15 @@ def task_spec(raw: Any, configuration: config.OperatorConfig) -> tuple[models.St
     model_ids = [model.id for model in configuration.modelCatalog]
     if model_ids and spec.modelId not in model_ids:
         errors.append(FieldError("modelId", f"unknown model {spec.modelId!r}; available: {', '.join(model_ids)}"))
-    if spec.failureThreshold > spec.runHistoryLimit:
-        errors.append(
-            FieldError(
-                "failureThreshold",
-                f"must be at most runHistoryLimit ({spec.runHistoryLimit}): the streak is counted in the runs "
-                "status keeps",
+    for field, streak in (("failureThreshold", spec.failureThreshold), ("pauseAfterFailures", spec.pauseAfterFailures)):
+        if streak is not None and streak > spec.runHistoryLimit:
+            errors.append(
+                FieldError(
+                    field,
+                    f"must be at most runHistoryLimit ({spec.runHistoryLimit}): the streak is counted in the runs "
+                    "status keeps",
+                )
             )
-        )
     errors += _destinations(spec, configuration)
     return (None if errors else spec), errors
 

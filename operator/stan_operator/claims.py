@@ -42,10 +42,11 @@ class Claims:
         *,
         remaining: int | None,
         deadline: datetime.datetime,
+        recorded: Patch,
     ) -> bool:
         """Take the tick, recording ``run``, the next run's time ``following`` and the runs ``remaining``
-        with it; False when another claim won. Counting down maxRuns in the claim makes it exact: a tick
-        counts once, whichever replica claims it.
+        with it, and ``recorded``, the ledger's record of a tick that runs; False when another claim won.
+        Counting down maxRuns in the claim makes it exact: a tick counts once, whichever replica claims it.
 
         The server's stored status becomes the task's; the API server is waited for until ``deadline``."""
         runs = ticks.bounded([run, *task.status.recentRuns], task.spec.runHistoryLimit if task.spec else 1)
@@ -57,14 +58,15 @@ class Claims:
             "recentRuns": [item.model_dump(mode="json", by_alias=True) for item in runs],
             "remainingRuns": remaining,
             **ticks.outcome_times(run),
+            **recorded,
         }
-        if run.result != models.RunResult.SKIPPED.value:
-            fields["lastRunAt"] = models.format_timestamp(run.startedAt) if run.startedAt else None
+        if run.result != models.RunResult.SKIPPED.value and run.startedAt is not None:
+            fields["lastRunAt"] = models.format_timestamp(run.startedAt)
         try:
             task.status = await self._store.claim(
                 task.namespace,
                 task.name,
-                last_scheduled=expected,
+                expected={"lastScheduledAt": expected},
                 fields=fields,
                 give_up_after=max(SHORTEST_PATIENCE_SECONDS, (deadline - self._clock()).total_seconds()),
             )

@@ -57,15 +57,21 @@ class StatusWriter(Protocol[StatusT]):
 
 class TaskStatusStore(StatusWriter[models.StanTaskStatus], Protocol):
     async def claim(
-        self, namespace: str, name: str, *, last_scheduled: str | None, fields: Patch, give_up_after: float
+        self, namespace: str, name: str, *, expected: Patch, fields: Patch, give_up_after: float
     ) -> models.StanTaskStatus:
-        """Store ``fields`` only while status.lastScheduledAt still holds ``last_scheduled``, and return
-        the stored status. Raises ClaimLost when it does not (or the object is gone), Unreachable when
-        the API server did not answer within ``give_up_after`` seconds."""
+        """Store ``fields`` only while status holds what ``expected`` says (paths under status, such as
+        ``lastScheduledAt`` or ``backfill/handled``, and their values), and return the stored status.
+        Raises ClaimLost when it does not (or the object is gone), Unreachable when the API server did not
+        answer within ``give_up_after`` seconds."""
         ...
 
     async def read(self, namespace: str, name: str) -> Body | None:
         """The object as stored now, or None when it is gone."""
+        ...
+
+    async def pause(self, namespace: str, name: str, note: str) -> Body | None:
+        """Pause the task in its spec, with ``note`` (as ``kubectl`` or the facade would); the object as
+        stored, or None when it is gone."""
         ...
 
 

@@ -52,9 +52,11 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
         self._objects = kube.Objects(api, models.STAN_TASK)
 
     async def claim(
-        self, namespace: str, name: str, *, last_scheduled: str | None, fields: Patch, give_up_after: float
+        self, namespace: str, name: str, *, expected: Patch, fields: Patch, give_up_after: float
     ) -> models.StanTaskStatus:
-        patch: list[dict[str, Any]] = [{"op": "test", "path": "/status/lastScheduledAt", "value": last_scheduled}]
+        patch: list[dict[str, Any]] = [
+            {"op": "test", "path": f"/status/{path}", "value": value} for path, value in expected.items()
+        ]
         patch += [{"op": "add", "path": f"/status/{field}", "value": value} for field, value in fields.items()]
         with _transient_as_unreachable():
             try:
@@ -68,6 +70,12 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
     async def read(self, namespace: str, name: str) -> kube.Body | None:
         with _transient_as_unreachable():
             return await kube.unless_missing(self._objects.get(namespace, name))
+
+    async def pause(self, namespace: str, name: str, note: str) -> kube.Body | None:
+        with _transient_as_unreachable():
+            return await kube.unless_missing(
+                self._objects.patch(namespace, name, {"spec": {"paused": True, "pauseNote": note}})
+            )
 
 
 @contextlib.contextmanager

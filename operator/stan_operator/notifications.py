@@ -123,9 +123,10 @@ def decide_for_task(
     status: models.StanTaskStatus,
     created: datetime.datetime,
     now: datetime.datetime,
-    tick_after: Callable[[datetime.datetime], datetime.datetime],
+    due_after: Callable[[datetime.datetime], datetime.datetime | None],
 ) -> Decision:
-    """What a task's status says that has not been announced. ``tick_after`` is its schedule.
+    """What a task's status says that has not been announced. ``due_after`` is its schedule: when the
+    first run after an instant is due, its window and jitter applied; None when none is left.
 
     Skipped ticks neither fail nor succeed, so they neither open nor close an alert; one skipped past
     its starting deadline is a missed tick, told of once. A failure streak reaching failureThreshold
@@ -172,9 +173,9 @@ def decide_for_task(
         state = state.model_copy(update={"alert": "failing", "alertSince": since})
     elif spec.deadManGraceSeconds is not None and not spec.paused:
         last_success = succeeded.finishedAt if succeeded is not None and succeeded.finishedAt else created
-        expected = tick_after(last_success)
-        due = expected + datetime.timedelta(seconds=spec.deadManGraceSeconds)
-        if now >= due:
+        expected = due_after(last_success)
+        due = None if expected is None else expected + datetime.timedelta(seconds=spec.deadManGraceSeconds)
+        if expected is not None and due is not None and now >= due:
             message = (
                 f"no run has succeeded since {models.format_timestamp(last_success)}; the tick at "
                 f"{models.format_timestamp(expected)} should have by {models.format_timestamp(due)}"

@@ -16,7 +16,8 @@ import dataclasses
 import datetime
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
 
 from kubernetes_asyncio import client
 
@@ -26,7 +27,6 @@ from stan_operator.actions import Action, Outcome, RunContext, jobs
 from stan_operator.clock import Clock
 from stan_operator.effects import EventRecorder, JobControl
 from stan_operator.metrics import Metrics
-from stan_operator.notifications import Notifier
 from stan_operator.task_state import Task
 from stan_operator.watched import Keeper
 
@@ -42,6 +42,8 @@ class Launch:
     skip_reason: str | None
     started: asyncio.Future[datetime.datetime] | None
     execution: asyncio.Task[Outcome] | None
+    behind: tuple[asyncio.Future[Any], ...] = ()
+    """The runs it waits for (concurrencyPolicy: BufferOne): it starts once its claim is stored and they ended."""
 
 
 class Runs:
@@ -57,10 +59,10 @@ class Runs:
         clock: Clock,
         statuses: Callable[[str], Mapping[str, models.StanTaskStatus]],
         metrics: Metrics,
-        notifier: Notifier[Task],
+        ended: Callable[[Task], Awaitable[None]],
     ) -> None:
-        """``statuses``: every task's status in a namespace, by name, as the watch has them; ``notifier``
-        hears of every run recorded as ended."""
+        """``statuses``: every task's status in a namespace, by name, as the watch has them; ``ended`` is
+        called, under the task's lock, after every run recorded as ended."""
         self._api = api
         self._config = configuration
         self._actions = actions
@@ -71,7 +73,7 @@ class Runs:
         self._clock = clock
         self._statuses = statuses
         self._metrics = metrics
-        self._notifier = notifier
+        self._ended = ended
 
     def job_backed(self, spec: models.StanTaskSpec) -> bool:
         return spec.action in self._config.jobActions
@@ -97,8 +99,11 @@ class Runs:
         action; the scheduler claims and records it. A Job is an effect outside the operator, so a
         Job-backed action starts only once its claim is stored."""
         decided = self._clock()
-        skip_reason = ticks.skip_reason(spec, due, decided, busy=task.busy)
+        skip_reason = ticks.skip_reason(spec, due, decided, busy=task.busy, waiting=task.waiting is not None)
         context = self.context(task, spec, tick, f"run_{secrets.token_hex(6)}")
+        if not skip_reason and ticks.waits(spec, busy=task.busy):
+            task.waiting = context.run_id
+            return Launch(context, decided, None, None, None, self.going(task))
         if skip_reason or self.job_backed(spec):
             return Launch(context, decided, skip_reason, None, None)
         started = asyncio.get_running_loop().create_future()
@@ -107,6 +112,60 @@ class Runs:
         # Cancelled before it began (its task deleted), the run never says when it started.
         execution.add_done_callback(lambda _: started.cancel())
         return Launch(context, decided, None, started, execution)
+
+    def going(self, task: Task) -> tuple[asyncio.Future[Any], ...]:
+        return tuple(run for run in task.active.values() if not run.done())
+
+    def asked(
+        self, task: Task, spec: models.StanTaskSpec, run_id: str, scheduled_at: datetime.datetime, message: str
+    ) -> tuple[models.Run, tuple[asyncio.Future[Any], ...]]:
+        """A run asked for outside the heap (now, or a backfilled tick) as the concurrency policy decides
+        it, and the runs it waits for (BufferOne); ``message`` is a started run's."""
+        now = self._clock()
+        reason = ticks.request_refusal(spec, busy=task.busy, waiting=task.waiting is not None)
+        behind = self.going(task) if not reason and ticks.waits(spec, busy=task.busy) else ()
+        run = models.Run(
+            runId=run_id,
+            scheduledAt=scheduled_at,
+            startedAt=None if behind else now,
+            result=models.RunResult.SKIPPED if reason else models.RunResult.RUNNING,
+            message=reason or (ticks.WAITING if behind else message),
+            finishedAt=now if reason else None,
+        )
+        return run, behind
+
+    def start(self, task: Task, context: RunContext, behind: Collection[asyncio.Future[Any]]) -> None:
+        """Start a claimed run's action in the background, after the runs ``behind`` it (BufferOne)."""
+        if behind:
+            task.waiting = context.run_id
+            self.follow(task, context, self.queued(task, context, behind))
+        else:
+            self.follow(task, context, self.perform(context))
+
+    async def queued(self, task: Task, context: RunContext, behind: Collection[asyncio.Future[Any]]) -> Outcome:
+        """A claimed run that waits (concurrencyPolicy: BufferOne): once the runs ``behind`` it ended, its
+        start is recorded and its action performed."""
+        if behind:
+            await asyncio.wait(behind)
+        async with task.lock:
+            if task.waiting == context.run_id:
+                task.waiting = None
+            now = self._clock()
+            runs = [
+                run.model_copy(update={"startedAt": now, "message": ""}) if run.runId == context.run_id else run
+                for run in task.status.recentRuns
+            ]
+            dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
+            await self._keeper.write(
+                task, {"recentRuns": dumped, "lastRun": dumped[0], "lastRunAt": models.format_timestamp(now)}
+            )
+        await self._events.post(
+            task.ref,
+            "Fired",
+            f"Run {context.run_id} for {models.format_timestamp(context.scheduled_at)} started after the run before "
+            "it ended (concurrencyPolicy: BufferOne).",
+        )
+        return await self.perform(context)
 
     async def perform(self, context: RunContext, started: asyncio.Future[datetime.datetime] | None = None) -> Outcome:
         """Run the action; ``started`` learns the moment it began, which is what startedAt records."""
@@ -153,7 +212,7 @@ class Runs:
         dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
         await self._keeper.write(task, {"recentRuns": dumped, "lastRun": dumped[0], **ticks.outcome_times(ended)})
         self._metrics.run_recorded(task.namespace, task.name, outcome.result)
-        await self._notifier.reconcile(task)
+        await self._ended(task)
         await self.report(task, outcome, f"Run {run_id}: {outcome.message}")
 
     async def report(self, task: Task, outcome: Outcome, message: str) -> None:
@@ -173,15 +232,18 @@ class Runs:
         A Job-backed run is followed again: its Job's name comes from the tick, so
         this creates it if the claim was written but the Job was not, and
         otherwise finds it. An in-process run may have done part of its work, so
-        it is recorded as failed rather than run a second time.
+        it is recorded as failed rather than run a second time; one that waited
+        (BufferOne) and never started starts now.
         """
         if task.spec is None:
             return
         for run in task.status.recentRuns:
             if run.result != models.RunResult.RUNNING or run.runId in task.active:
                 continue
-            if self.job_backed(task.spec):
-                context = self.context(task, task.spec, run.scheduledAt, run.runId)
+            context = self.context(task, task.spec, run.scheduledAt, run.runId)
+            if run.startedAt is None:
+                self.follow(task, context, self.queued(task, context, ()))
+            elif self.job_backed(task.spec):
                 self.follow(task, context, self.perform(context))
             else:
                 await self.finish(

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import functools
 import logging
 from collections.abc import Mapping
 
 from kubernetes_asyncio import client
 
-from stan_core import config, cron, models, schedule, validation
+from stan_core import config, ledger, models, schedule, validation
 from stan_core.index import NamespacedIndex
 from stan_core.kube import Body
 from stan_operator import notifications, status, supervision, ticks
 from stan_operator.actions import Action
+from stan_operator.backfills import Backfills
 from stan_operator.claims import Claims
 from stan_operator.clock import Clock, system_clock
 from stan_operator.effects import Patch, TaskEffects, Unreachable
@@ -97,7 +97,17 @@ class Scheduler:
             clock,
             self._statuses,
             self._metrics,
-            self._notifier,
+            self._ended,
+        )
+        self._backfills = Backfills(
+            configuration,
+            self._keeper,
+            effects.status,
+            effects.events,
+            self._runs,
+            supervisor,
+            clock,
+            lambda task: self._current(task, task.generation),
         )
         self._settled = False
         """Whether the runs that a previous operator left running were settled since this one began to lead;
@@ -132,6 +142,7 @@ class Scheduler:
         request = self._keeper.new_request(known, metadata, known.status.lastRunRequest)
         if request is not None:
             self._supervisor.spawn(f"run of {key[0]}/{key[1]} on request", self._run_on_request(known, request))
+        self._backfills.take_up(known, metadata)
 
     def _follow_claims(self, task: Task, observed: Body) -> None:
         """Adopt ticks that another replica claimed, so that a standby's heap stays current, and on a
@@ -161,10 +172,13 @@ class Scheduler:
     def _notices(self, task: Task, now: datetime.datetime) -> notifications.Decision | None:
         if task.spec is None:
             return None
-        tick_after = functools.partial(
-            cron.next_tick, task.spec.schedule, task.spec.timeZone, allow_seconds=self._config.allowSecondSchedules
-        )
-        return notifications.decide_for_task(task.uid, task.spec, task.status, task.created, now, tick_after)
+        plan = self._plan(task)
+
+        def due_after(moment: datetime.datetime) -> datetime.datetime | None:
+            tick = plan.after(moment)
+            return None if tick is None else plan.due(tick)
+
+        return notifications.decide_for_task(task.uid, task.spec, task.status, task.created, now, due_after)
 
     async def sweep_notifications(self) -> None:
         await self._notifier.sweep(self._tasks.values())
@@ -207,27 +221,35 @@ class Scheduler:
         now = self._clock()
         if spec.paused:
             task.next_tick = task.next_due = None
-            await self._keeper.write(
-                task,
-                {
-                    "status": "paused",
-                    "nextRunAt": None,
-                    "observedGeneration": task.generation,
-                    "conditions": status.ready(
-                        task.status.conditions, True, "Paused", "The task is paused.", task.generation
-                    ),
-                },
-            )
+            message = f"The task is paused: {spec.pauseNote}" if spec.pauseNote else "The task is paused."
+            paused: Patch = {
+                "status": "paused",
+                "nextRunAt": None,
+                "pauseNote": spec.pauseNote,
+                "observedGeneration": task.generation,
+                "conditions": status.ready(task.status.conditions, True, "Paused", message, task.generation),
+            }
             if was != "paused":
-                await self._keeper.announce(task, "Paused", "The task is paused.")
+                paused["pausedAt"] = models.format_timestamp(now)
+            await self._keeper.write(task, paused)
+            if was != "paused" or previous is None or previous.pauseNote != spec.pauseNote:
+                await self._keeper.announce(task, "Paused", message)
             return
         finished_before = _finished(task.status)
-        patch: Patch = {"status": "active", "observedGeneration": task.generation}
+        patch: Patch = {"status": "active", "observedGeneration": task.generation, "pausedAt": None, "pauseNote": None}
+        if was == "paused":
+            patch["resumedAt"] = models.format_timestamp(now)
         accounted_until = ticks.baseline(task.status.lastScheduledAt, task.created, resumed=was == "paused", now=now)
         if accounted_until != task.status.lastScheduledAt:
             patch["lastScheduledAt"] = models.format_timestamp(accounted_until)
         remaining = ticks.remaining_runs(spec, task.status.remainingRuns, previous.maxRuns if previous else None)
         patch["remainingRuns"] = remaining
+        if "ranTicks" not in (body.get("status") or {}):
+            # A task from before the ledger of ticks that ran: its earlier runs are unknown to the ledger, so
+            # no backfill reaches them.
+            patch["ranTicks"] = []
+            if task.status.lastScheduledAt is not None:
+                patch["ranTicksSince"] = models.format_timestamp(task.status.lastScheduledAt)
         plan = self._plan(task)
         tick = None
         if remaining != 0:
@@ -335,9 +357,9 @@ class Scheduler:
         run = models.Run(
             runId=context.run_id,
             scheduledAt=tick,
-            startedAt=now,
+            startedAt=None if launch.behind else now,
             result=models.RunResult.SKIPPED if skip_reason else models.RunResult.RUNNING,
-            message=skip_reason or "",
+            message=skip_reason or (ticks.WAITING if launch.behind else ""),
             finishedAt=now if skip_reason else None,
         )
         plan = self._plan(task, spec)
@@ -358,7 +380,7 @@ class Scheduler:
                 run = run.model_copy(
                     update={"result": outcome.result, "message": outcome.message, "finishedAt": self._clock()}
                 )
-            elif execution is None and not skip_reason:
+            elif execution is None and not skip_reason and not launch.behind:
                 run = run.model_copy(update={"startedAt": self._clock()})
             # A run that has started is recorded even if the task was paused or changed meanwhile; the
             # nextRunAt that the pause or change wrote stands.
@@ -373,7 +395,7 @@ class Scheduler:
                 claimed = (
                     self._tasks.get(task.key) is task
                     and not self._keeper.standby
-                    and await self._claim(task, tick, run, upcoming, remaining, deadline)
+                    and await self._claim(task, spec, tick, run, upcoming, remaining, deadline)
                 )
             except Unreachable:
                 self._metrics.tick_missed(task.namespace, task.name)
@@ -393,19 +415,23 @@ class Scheduler:
                 if execution is not None:
                     task.active.pop(run.runId, None)
                     execution.cancel()
+                if task.waiting == run.runId:
+                    task.waiting = None
                 return
             self._count(task, due, run, launch.decided)
             finish = ticks.finish_reason(spec, remaining, following) if current else None
             if finish is not None:
                 await self._keeper.write(task, {"conditions": self._conditions(task, finish)})
             if run.result != models.RunResult.RUNNING.value:
-                await self._notifier.reconcile(task)
+                await self._ended(task)
             if skip_reason is None:
                 await self._runs.replace(task, ticks.replaced(spec, task.status.recentRuns, tick, set(task.active)))
                 if outcome is not None:
                     task.active.pop(run.runId, None)
+                elif execution is not None:
+                    self._runs.follow(task, context, execution)
                 else:
-                    self._runs.follow(task, context, execution or self._runs.perform(context))
+                    self._runs.start(task, context, launch.behind)
         if finish is not None:
             await self._effects.events.post(task.ref, "Finished", finish)
         if skip_reason:
@@ -413,7 +439,11 @@ class Scheduler:
                 task.ref, "Skipped", f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True
             )
             return
-        assert run.startedAt is not None
+        if run.startedAt is None:
+            await self._effects.events.post(
+                task.ref, "Waiting", f"Run {run.runId} for tick {models.format_timestamp(tick)} {ticks.WAITING}."
+            )
+            return
         fired = (
             f"Run {run.runId} for tick {models.format_timestamp(tick)} started "
             f"({(run.startedAt - tick).total_seconds():.3f}s after the tick)"
@@ -432,10 +462,23 @@ class Scheduler:
             if ticks.past_deadline(due, decided, task.spec.startingDeadlineSeconds):
                 self._metrics.tick_missed(task.namespace, task.name)
             return
-        assert run.startedAt is not None
+        if run.startedAt is None:  # waiting (BufferOne): its wait is asked for, not lateness
+            return
         self._metrics.run_started(task.namespace, task.name, (run.startedAt - due).total_seconds())
         if run.result != models.RunResult.RUNNING.value:
             self._metrics.run_recorded(task.namespace, task.name, run.result)
+
+    async def _ended(self, task: Task) -> None:
+        """After a run is recorded as ended, under the task's lock: notify what changed, and pause the task
+        once pauseAfterFailures runs failed in a row, taking the paused spec in at once so that no further
+        tick fires meanwhile."""
+        await self._notifier.reconcile(task)
+        note = ticks.pause_for_failures(task.spec, task.status) if task.spec is not None else None
+        if note is None:
+            return
+        body = await self._effects.status.pause(task.namespace, task.name, note)
+        if body is not None and body["metadata"]["uid"] == task.uid:
+            await self._reconcile(task, body, first_sight=False)
 
     def _current(self, task: Task, generation: int) -> bool:
         """Whether a tick taken from the heap still stands: the task neither gone, nor changed, nor paused."""
@@ -449,15 +492,23 @@ class Scheduler:
     async def _claim(
         self,
         task: Task,
+        spec: models.StanTaskSpec,
         tick: datetime.datetime,
         run: models.Run,
         following: datetime.datetime | None,
         remaining: int | None,
         deadline: datetime.datetime,
     ) -> bool:
-        """Take the tick, waiting for the API server until ``deadline``; when another claim won, forget what
-        this operator believed of the task and read it afresh."""
-        if await self._claims.take(task, tick, run, following, remaining=remaining, deadline=deadline):
+        """Take the tick of ``spec``'s schedule, waiting for the API server until ``deadline``; when another
+        claim won, forget what this operator believed of the task and read it afresh."""
+        recorded = (
+            {}
+            if run.result == models.RunResult.SKIPPED.value
+            else ledger.recorded(task.status, spec, tick, self._config.allowSecondSchedules)
+        )
+        if await self._claims.take(
+            task, tick, run, following, remaining=remaining, deadline=deadline, recorded=recorded
+        ):
             return True
         self._metrics.claims_lost.inc()
         self._tasks.pop(task.key)
@@ -472,24 +523,16 @@ class Scheduler:
             spec = task.spec
             if self._tasks.get(task.key) is not task or spec is None or task.status.lastRunRequest == request:
                 return
-            now = self._clock()
-            reason = ticks.request_refusal(spec, busy=task.busy)
-            run = models.Run(
-                runId=f"run_{request[:12]}",
-                scheduledAt=now,
-                startedAt=now,
-                result=models.RunResult.SKIPPED if reason else models.RunResult.RUNNING,
-                message=reason or "run on request",
-                finishedAt=now if reason else None,
-            )
+            run, behind = self._runs.asked(task, spec, f"run_{request[:12]}", self._clock(), "run on request")
+            reason = run.message if run.result == models.RunResult.SKIPPED.value else None
             runs = ticks.bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
             dumped = [item.model_dump(mode="json", by_alias=True) for item in runs]
             patch: Patch = {"lastRunRequest": request, "lastRun": dumped[0], "recentRuns": dumped}
-            if not reason:
-                patch["lastRunAt"] = models.format_timestamp(now)
+            if not reason and not behind:
+                patch["lastRunAt"] = models.format_timestamp(run.scheduledAt)
             await self._keeper.write(task, patch)
             if reason:
                 return
-            await self._effects.events.post(task.ref, "Fired", f"Run {run.runId} started on request.")
-            context = self._runs.context(task, spec, run.scheduledAt, run.runId)
-            self._runs.follow(task, context, self._runs.perform(context))
+            if not behind:
+                await self._effects.events.post(task.ref, "Fired", f"Run {run.runId} started on request.")
+            self._runs.start(task, self._runs.context(task, spec, run.scheduledAt, run.runId), behind)

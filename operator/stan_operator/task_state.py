@@ -24,6 +24,10 @@ class Task(Watched[models.StanTaskStatus]):
     """When ``next_tick`` fires, its jitter included: the instant of its entry in the heap."""
     active: dict[str, asyncio.Task[Any]] = dataclasses.field(default_factory=dict)
     """Its runs going on in this replica, by run id."""
+    waiting: str | None = None
+    """The run that waits for the one going on to end (concurrencyPolicy: BufferOne); at most one does."""
+    backfilling: str | None = None
+    """The backfill request going on in this replica."""
 
     @property
     def busy(self) -> bool:

@@ -59,25 +59,38 @@ def following(
 
 
 FORBIDDEN = "the previous run is still active (concurrencyPolicy: Forbid)"
+ALREADY_WAITING = "a run is going and another already waits for it to end (concurrencyPolicy: BufferOne)"
+WAITING = "waiting for the run going on to end (concurrencyPolicy: BufferOne)"
 
 
-def skip_reason(spec: models.StanTaskSpec, due: datetime.datetime, now: datetime.datetime, *, busy: bool) -> str | None:
+def skip_reason(
+    spec: models.StanTaskSpec, due: datetime.datetime, now: datetime.datetime, *, busy: bool, waiting: bool = False
+) -> str | None:
     """Why a tick due at ``due`` (jitter included) does not run, or None when it runs; ``busy``: a run of
-    the task is still going."""
+    the task is still going; ``waiting``: another run already waits for it."""
     late = late_by(due, now)
     if late > spec.startingDeadlineSeconds:
         return (
             f"missed by {late:.0f}s, more than startingDeadlineSeconds ({spec.startingDeadlineSeconds}); "
             "the operator was not running at the tick"
         )
-    return request_refusal(spec, busy=busy)
+    return request_refusal(spec, busy=busy, waiting=waiting)
 
 
-def request_refusal(spec: models.StanTaskSpec, *, busy: bool) -> str | None:
+def request_refusal(spec: models.StanTaskSpec, *, busy: bool, waiting: bool = False) -> str | None:
     """Why a run asked for now (or a due tick) may not start while another runs, or None."""
-    if spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value and busy:
+    if not busy:
+        return None
+    if spec.concurrencyPolicy == models.ConcurrencyPolicy.FORBID.value:
         return FORBIDDEN
+    if spec.concurrencyPolicy == models.ConcurrencyPolicy.BUFFER_ONE.value and waiting:
+        return ALREADY_WAITING
     return None
+
+
+def waits(spec: models.StanTaskSpec, *, busy: bool) -> bool:
+    """Whether a run that may start (``request_refusal`` is None) first waits for the one going on."""
+    return busy and spec.concurrencyPolicy == models.ConcurrencyPolicy.BUFFER_ONE.value
 
 
 def replaced(
@@ -93,11 +106,13 @@ def replaced(
     ]
 
 
-def failure_streak(runs: list[models.Run]) -> int:
-    """How many of the latest finished runs (newest first) failed in a row; skipped ticks neither count
-    nor end a streak, since nothing ran."""
+def failure_streak(runs: list[models.Run], since: datetime.datetime | None = None) -> int:
+    """How many of the latest finished runs (newest first), scheduled from ``since`` on, failed in a row;
+    skipped ticks neither count nor end a streak, since nothing ran."""
     streak = 0
     for run in runs:
+        if since is not None and run.scheduledAt < since:
+            break
         if run.result == models.RunResult.FAILED:
             streak += 1
         elif run.result == models.RunResult.SUCCEEDED:
@@ -142,3 +157,13 @@ def outcome_times(run: models.Run) -> dict[str, str]:
         return {}
     field = {models.RunResult.SUCCEEDED.value: "lastSuccessfulAt", models.RunResult.FAILED.value: "lastFailedAt"}
     return {field[run.result]: models.format_timestamp(run.finishedAt)} if run.result in field else {}
+
+
+def pause_for_failures(spec: models.StanTaskSpec, status: models.StanTaskStatus) -> str | None:
+    """The note to pause a task with, once pauseAfterFailures runs since its last resume failed in a row;
+    None while it runs on."""
+    limit = spec.pauseAfterFailures
+    if limit is None or spec.paused or failure_streak(status.recentRuns, status.resumedAt) < limit:
+        return None
+    last = next(run.message for run in status.recentRuns if run.result == models.RunResult.FAILED)
+    return f"paused after {limit} failed runs in a row (pauseAfterFailures); the last: {last}"[: models.MAX_NOTE_LENGTH]

@@ -41,7 +41,7 @@ async def get_task(facade: State, tenant: Tenant, id: str) -> Response:
 
 @router.put("/tasks/{id}", response_model=schemas.Updated, responses=NOT_FOUND, summary="Update a scheduled task")
 async def update_task(facade: State, tenant: Tenant, id: str, body: schemas.TaskUpdate) -> schemas.Updated:
-    await tasks.update_task(facade, tenant.namespace, id, body.model_dump(mode="json", exclude_none=True))
+    await tasks.update_task(facade, tenant.namespace, id, body.model_dump(mode="json", exclude_unset=True))
     return schemas.Updated()
 
 
@@ -58,14 +58,17 @@ async def delete_task(facade: State, tenant: Tenant, id: str) -> Response:
 
 
 @router.post("/tasks/{id}/pause", response_model=schemas.Paused, responses=NOT_FOUND, summary="Pause a task")
-async def pause_task(facade: State, tenant: Tenant, id: str) -> schemas.Paused:
-    await tasks.update_task(facade, tenant.namespace, id, {"paused": True})
+async def pause_task(
+    facade: State, tenant: Tenant, id: str, body: schemas.PauseRequest | None = None
+) -> schemas.Paused:
+    note = body.note if body is not None else None
+    await tasks.update_task(facade, tenant.namespace, id, {"paused": True, "pauseNote": note})
     return schemas.Paused()
 
 
 @router.post("/tasks/{id}/resume", response_model=schemas.Resumed, responses=NOT_FOUND, summary="Resume a task")
 async def resume_task(facade: State, tenant: Tenant, id: str) -> schemas.Resumed:
-    await tasks.update_task(facade, tenant.namespace, id, {"paused": False})
+    await tasks.update_task(facade, tenant.namespace, id, {"paused": False, "pauseNote": None})
     return schemas.Resumed()
 
 
@@ -102,6 +105,18 @@ async def upcoming_runs(
 )
 async def run_task(facade: State, tenant: Tenant, id: str) -> schemas.RunTriggered:
     return await tasks.run_now(facade, tenant.namespace, id)
+
+
+@router.post(
+    "/tasks/{id}/backfill",
+    response_model=schemas.Backfill,
+    response_model_by_alias=True,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**NOT_FOUND, 504: {"model": schemas.Error, "description": "The operator did not answer"}},
+    summary="Run each past tick of a range that did not run, once (Stan addition)",
+)
+async def backfill_task(facade: State, tenant: Tenant, id: str, body: schemas.BackfillRequest) -> schemas.Backfill:
+    return await tasks.backfill(facade, tenant.namespace, id, body)
 
 
 @router.get("/actions", response_model=list[schemas.Action], summary="Actions a task may use (Stan addition)")
