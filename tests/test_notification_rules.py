@@ -4,6 +4,7 @@ instants, and the allowlist's matching."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import pytest
 
@@ -87,6 +88,19 @@ def test_the_dead_man_waits_for_the_grace_after_the_expected_tick() -> None:
     runs.append(_run(600, "succeeded"))
     assert [n.event for n in _decide(spec, runs, state, now=601)[1]] == ["task.recovered"]
     assert _decide(_spec(deadManGraceSeconds=30, paused=True), runs[:1], now=1000)[1] == []
+
+
+def test_the_dead_man_counts_from_the_due_time_and_is_silent_once_no_run_is_due() -> None:
+    spec = _spec(deadManGraceSeconds=30)
+    status = models.StanTaskStatus(recentRuns=[_run(1, "succeeded")])
+
+    def decide(due_after: Callable[[datetime.datetime], datetime.datetime | None], now: float) -> list[str]:
+        return [n.event for n in notifications.decide_for_task(UID, spec, status, T0, _at(now), due_after)[1]]
+
+    jittered = lambda moment: moment + datetime.timedelta(seconds=60 + 20)  # noqa: E731
+    assert decide(jittered, now=100) == [], "the run is due 20 s later than its tick: so is the dead man"
+    assert decide(jittered, now=112) == ["task.deadman"]
+    assert decide(lambda moment: None, now=10_000) == [], "the window has ended: no run is owed"
 
 
 def test_reminders_come_every_interval_and_one_after_an_absence() -> None:

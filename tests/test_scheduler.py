@@ -191,8 +191,10 @@ class Harness:
         ]
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
+@pytest.fixture(params=["all"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """The scheduler, every run's Event posted unless a test asks for another runEvents with
+    ``@pytest.mark.parametrize("harness", [...], indirect=True)``."""
     clock = Clock(at("2026-03-01 09:30"))
     store, events, work = MemoryStatusStore(), MemoryEvents(), Work()
     leading = asyncio.Event()
@@ -201,7 +203,7 @@ async def harness() -> AsyncIterator[Harness]:
     async with client.ApiClient() as api:
         scheduler = Scheduler(
             api,
-            config.OperatorConfig(),
+            config.OperatorConfig(runEvents=request.param),
             {ACTION: work},
             supervisor,
             TaskEffects(store, events, MemoryJobs()),
@@ -313,7 +315,7 @@ async def test_after_a_restart_a_run_left_going_is_recorded_as_failed_not_run_ag
     status = {
         "status": "active",
         "lastScheduledAt": stamp("2026-03-01 10:00"),
-        "recentRuns": [left.model_dump(mode="json", by_alias=True)],
+        "recentRuns": [left.dumped()],
     }
     harness.clock.now = at("2026-03-01 10:20")
     await harness.see(task_body(status=status))
@@ -525,7 +527,7 @@ async def test_after_a_restart_a_run_that_waited_starts(harness: Harness) -> Non
     status = {
         "status": "active",
         "lastScheduledAt": stamp("2026-03-01 10:00"),
-        "recentRuns": [waiting.model_dump(mode="json", by_alias=True)],
+        "recentRuns": [waiting.dumped()],
     }
     harness.clock.now = at("2026-03-01 10:05")
     harness.work.done.set()
@@ -669,3 +671,23 @@ async def test_a_task_from_before_the_ledger_is_not_backfilled_before_its_last_t
     assert stored.ranTicksSince == at("2026-03-01 12:00")
     assert stored.backfill is not None and stored.backfill.refusal is not None
     assert harness.work.started == []
+
+
+@pytest.mark.parametrize(
+    ("harness", "expected"),
+    [
+        ("failures", ["Succeeded", "Failed", "Failed", "Succeeded"]),
+        ("none", []),
+        ("all", ["Succeeded", "Succeeded", "Failed", "Failed", "Succeeded", "Succeeded"]),
+    ],
+    indirect=["harness"],
+)
+async def test_run_events_tell_every_run_or_failures_and_changes_or_none(harness: Harness, expected: list[str]) -> None:
+    """By default a success after a success posts nothing: the metrics count it, the history shows it."""
+    harness.work.done.set()
+    await harness.see(task_body())
+    results = ("succeeded", "succeeded", "failed", "failed", "succeeded", "succeeded")
+    for hour, result in enumerate(results, start=10):
+        harness.work.outcome = Outcome(models.RunResult(result), result)
+        await harness.tick(f"2026-03-01 {hour}:00")
+    assert harness.events.reasons == expected

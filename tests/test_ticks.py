@@ -218,8 +218,8 @@ def test_max_runs_counts_down_once_per_run_and_finishes() -> None:
 
 def test_outcomes_keep_when_a_run_last_succeeded_or_failed() -> None:
     finished = at("2026-03-01 10:05")
-    succeeded = run("r", "2026-03-01 10:00", "succeeded").model_copy(update={"finishedAt": finished})
-    failed = run("r", "2026-03-01 10:00", "failed").model_copy(update={"finishedAt": finished})
+    succeeded = run("r", "2026-03-01 10:00", "succeeded").but(finishedAt=finished)
+    failed = run("r", "2026-03-01 10:00", "failed").but(finishedAt=finished)
     assert ticks.outcome_times(succeeded) == {"lastSuccessfulAt": "2026-03-01T10:05:00Z"}
     assert ticks.outcome_times(failed) == {"lastFailedAt": "2026-03-01T10:05:00Z"}
     assert ticks.outcome_times(run("r", "2026-03-01 10:00")) == {}

@@ -72,7 +72,7 @@ def _task(body: dict) -> TaskOverview:
         **task.model_dump(),
         scheduleText=schedule_words.describe(task.schedule, task.timeZone),
         lastResult=status.lastRun.result if status.lastRun else None,
-        recentRuns=[schemas.Run.model_validate(run.model_dump()) for run in status.recentRuns],
+        recentRuns=[schemas.Run.model_validate(run, from_attributes=True) for run in status.recentRuns],
     )
 
 

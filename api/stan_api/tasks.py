@@ -44,7 +44,7 @@ def get_task(facade: Facade, namespace: str, task_id: str) -> schemas.Task:
 
 def recent_runs(facade: Facade, namespace: str, task_id: str) -> list[schemas.Run]:
     status = views.task_status(_body(facade, namespace, task_id))
-    return [schemas.Run.model_validate(run.model_dump()) for run in status.recentRuns]
+    return [schemas.Run.model_validate(run, from_attributes=True) for run in status.recentRuns]
 
 
 def actions(facade: Facade) -> list[schemas.Action]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stan_core import cron, ledger, models
@@ -43,18 +44,37 @@ def requested(metadata: Mapping[str, Any]) -> Request | None:
         return None
 
 
+def _ticks(
+    expression: str, time_zone: str, start: datetime.datetime, end: datetime.datetime, allow_seconds: bool
+) -> Iterator[datetime.datetime]:
+    tick = cron.next_tick(
+        expression, time_zone, start - datetime.timedelta(microseconds=1), allow_seconds=allow_seconds
+    )
+    while tick <= end:
+        yield tick
+        tick = cron.next_tick(expression, time_zone, tick, allow_seconds=allow_seconds)
+
+
 def ticks_in(
     expression: str, time_zone: str, start: datetime.datetime, end: datetime.datetime, allow_seconds: bool, most: int
 ) -> list[datetime.datetime]:
     """The schedule's ticks from ``start`` to ``end``, both included, oldest first; at most ``most``."""
-    found: list[datetime.datetime] = []
-    tick = cron.next_tick(
-        expression, time_zone, start - datetime.timedelta(microseconds=1), allow_seconds=allow_seconds
+    return list(itertools.islice(_ticks(expression, time_zone, start, end, allow_seconds), most))
+
+
+def pending(
+    spec: models.StanTaskSpec,
+    status: models.StanTaskStatus,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    allow_seconds: bool,
+) -> Iterator[datetime.datetime]:
+    """The ticks from ``start`` to ``end`` that have not run, oldest first, found as they are asked for."""
+    return (
+        tick
+        for tick in _ticks(spec.schedule, spec.timeZone, start, end, allow_seconds)
+        if not ledger.ran(status, tick, allow_seconds)
     )
-    while tick <= end and len(found) < most:
-        found.append(tick)
-        tick = cron.next_tick(expression, time_zone, tick, allow_seconds=allow_seconds)
-    return found
 
 
 def accounted_until(status: models.StanTaskStatus, created: datetime.datetime) -> datetime.datetime:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field
@@ -111,6 +111,13 @@ class OperatorConfig(models.Model):
         description="Where notifications may go: hosts (hooks.slack.com, or host:port) and URL prefixes "
         "(https://hooks.example.com/stan/). Empty: nowhere, so no tenant can make the operator call an "
         "address the installation did not name.",
+    )
+    runEvents: Literal["all", "failures", "none"] = Field(
+        default="failures",
+        description="Which runs get an Event on their task: all (Fired, Waiting, Succeeded, Failed, Skipped); "
+        "failures, the default: failed and skipped runs and a success after anything but a success, so that "
+        "kubectl describe shows what changed while the metrics count every run; or none. Events of the task "
+        "itself (Paused, Finished, InvalidSpec, ...) are always posted.",
     )
     metricsTaskLabel: bool = Field(
         default=False,

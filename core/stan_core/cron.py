@@ -118,9 +118,11 @@ def _repeats_wall_time(expression: str, tick: datetime.datetime, tz: zoneinfo.Zo
     return hour != "*" and ambiguous and local.fold == 1
 
 
+@functools.lru_cache(maxsize=16384)
 def _step(
     expression: str, time_zone: str, start: datetime.datetime, *, forward: bool, allow_seconds: bool
 ) -> datetime.datetime:
+    """Remembered: thousands of tasks share a schedule and a tick, and each step costs croniter ~0.1 ms."""
     tz = zone(time_zone)
     expression = expand(expression)
     iterator = _iterator(expression, tz, start, allow_seconds=allow_seconds)

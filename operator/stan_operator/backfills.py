@@ -13,6 +13,8 @@ hands over its next tick only once none waits, so its runs go one after another.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import itertools
 import logging
 import secrets
 from collections.abc import Callable
@@ -129,8 +131,10 @@ class Backfills:
         if not self._current(task):
             return False  # paused or changed: it goes on once the task is seen again
         ran_as = spec.model_copy(update={"schedule": state.schedule, "timeZone": state.timeZone})
-        pending, _ = backfill.to_run(ran_as, task.status, state.start, state.end, self._allow_seconds)
-        pending = [tick for tick in pending if state.through is None or tick > state.through]
+        after = state.start if state.through is None else state.through + datetime.timedelta(microseconds=1)
+        pending = list(
+            itertools.islice(backfill.pending(ran_as, task.status, after, state.end, self._allow_seconds), 2)
+        )
         if not pending:
             return False
         tick, now = pending[0], self._clock()
@@ -141,7 +145,7 @@ class Backfills:
             update={"through": tick, "handled": state.handled + 1, "finishedAt": now if last else None}
         )
         runs = ticks.bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
-        dumped = [item.model_dump(mode="json", by_alias=True) for item in runs]
+        dumped = [item.dumped() for item in runs]
         fields: Patch = {"backfill": advanced.model_dump(mode="json", by_alias=True), "lastRun": dumped[0]}
         fields["recentRuns"] = dumped
         if not skipped:

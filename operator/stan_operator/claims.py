@@ -54,8 +54,8 @@ class Claims:
         fields: Patch = {
             "lastScheduledAt": models.format_timestamp(tick),
             "nextRunAt": models.format_timestamp(following) if following else None,
-            "lastRun": run.model_dump(mode="json", by_alias=True),
-            "recentRuns": [item.model_dump(mode="json", by_alias=True) for item in runs],
+            "lastRun": run.dumped(),
+            "recentRuns": [item.dumped() for item in runs],
             "remainingRuns": remaining,
             **ticks.outcome_times(run),
             **recorded,

@@ -226,7 +226,7 @@ def payload(resource: models.Resource, subject: Watched[Any], pending: models.Pe
         "occurredAt": models.format_timestamp(pending.occurredAt),
         "message": pending.message,
         "object": described,
-        "run": pending.run.model_dump(mode="json", by_alias=True) if pending.run is not None else None,
+        "run": pending.run.dumped() if pending.run is not None else None,
     }
 
 

@@ -46,6 +46,11 @@ class Launch:
     """The runs it waits for (concurrencyPolicy: BufferOne): it starts once its claim is stored and they ended."""
 
 
+def concluded(run: models.Run, outcome: Outcome, at: datetime.datetime) -> models.Run:
+    """``run`` as it ended at ``at``."""
+    return run.but(result=outcome.result, message=outcome.message, finishedAt=at)
+
+
 class Runs:
     def __init__(
         self,
@@ -152,15 +157,16 @@ class Runs:
                 task.waiting = None
             now = self._clock()
             runs = [
-                run.model_copy(update={"startedAt": now, "message": ""}) if run.runId == context.run_id else run
+                run.but(startedAt=now, message="") if run.runId == context.run_id else run
                 for run in task.status.recentRuns
             ]
-            dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
+            dumped = [run.dumped() for run in runs]
             await self._keeper.write(
                 task, {"recentRuns": dumped, "lastRun": dumped[0], "lastRunAt": models.format_timestamp(now)}
             )
-        await self._events.post(
-            task.ref,
+        await self.tell(
+            task,
+            context.run_id,
             "Fired",
             f"Run {context.run_id} for {models.format_timestamp(context.scheduled_at)} started after the run before "
             "it ended (concurrencyPolicy: BufferOne).",
@@ -203,21 +209,24 @@ class Runs:
         runs = list(task.status.recentRuns)
         for index, run in enumerate(runs):
             if run.runId == run_id and run.result == models.RunResult.RUNNING:
-                ended = runs[index] = run.model_copy(
-                    update={"result": outcome.result, "message": outcome.message, "finishedAt": self._clock()}
-                )
+                ended = runs[index] = concluded(run, outcome, self._clock())
                 break
         else:
             return
-        dumped = [run.model_dump(mode="json", by_alias=True) for run in runs]
+        dumped = [run.dumped() for run in runs]
         await self._keeper.write(task, {"recentRuns": dumped, "lastRun": dumped[0], **ticks.outcome_times(ended)})
         self._metrics.run_recorded(task.namespace, task.name, outcome.result)
         await self._ended(task)
-        await self.report(task, outcome, f"Run {run_id}: {outcome.message}")
+        await self.report(task, run_id, outcome, f"Run {run_id}: {outcome.message}")
 
-    async def report(self, task: Task, outcome: Outcome, message: str) -> None:
+    async def report(self, task: Task, run_id: str, outcome: Outcome, message: str) -> None:
         succeeded = outcome.result == models.RunResult.SUCCEEDED.value
-        await self._events.post(task.ref, "Succeeded" if succeeded else "Failed", message, warning=not succeeded)
+        await self.tell(task, run_id, "Succeeded" if succeeded else "Failed", message)
+
+    async def tell(self, task: Task, run_id: str, reason: str, message: str) -> None:
+        """A run's Event, as the operator's runEvents wants it; failed and skipped runs are warnings."""
+        if ticks.tells(self._config.runEvents, reason, task.status.recentRuns, run_id):
+            await self._events.post(task.ref, reason, message, warning=reason in ("Failed", "Skipped"))
 
     async def replace(self, task: Task, run_ids: list[str]) -> None:
         for run_id in run_ids:

@@ -34,7 +34,7 @@ from stan_operator.claims import Claims
 from stan_operator.clock import Clock, system_clock
 from stan_operator.effects import Patch, TaskEffects, Unreachable
 from stan_operator.metrics import Metrics, TaskState
-from stan_operator.runs import Launch, Runs
+from stan_operator.runs import Launch, Runs, concluded
 from stan_operator.task_state import Task
 from stan_operator.tick_heap import TickHeap
 from stan_operator.watched import Keeper
@@ -377,11 +377,9 @@ class Scheduler:
             ended = execution is not None and execution.done() and not execution.cancelled()
             outcome = execution.result() if execution is not None and ended else None
             if outcome is not None:
-                run = run.model_copy(
-                    update={"result": outcome.result, "message": outcome.message, "finishedAt": self._clock()}
-                )
+                run = concluded(run, outcome, self._clock())
             elif execution is None and not skip_reason and not launch.behind:
-                run = run.model_copy(update={"startedAt": self._clock()})
+                run = run.but(startedAt=self._clock())
             # A run that has started is recorded even if the task was paused or changed meanwhile; the
             # nextRunAt that the pause or change wrote stands.
             # Counted under the lock, from the status that the task's previous claim left.
@@ -435,13 +433,13 @@ class Scheduler:
         if finish is not None:
             await self._effects.events.post(task.ref, "Finished", finish)
         if skip_reason:
-            await self._effects.events.post(
-                task.ref, "Skipped", f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}", warning=True
+            await self._runs.tell(
+                task, run.runId, "Skipped", f"Tick {models.format_timestamp(tick)} skipped: {skip_reason}"
             )
             return
         if run.startedAt is None:
-            await self._effects.events.post(
-                task.ref, "Waiting", f"Run {run.runId} for tick {models.format_timestamp(tick)} {ticks.WAITING}."
+            await self._runs.tell(
+                task, run.runId, "Waiting", f"Run {run.runId} for tick {models.format_timestamp(tick)} {ticks.WAITING}."
             )
             return
         fired = (
@@ -449,9 +447,9 @@ class Scheduler:
             f"({(run.startedAt - tick).total_seconds():.3f}s after the tick)"
         )
         if outcome is not None:
-            await self._runs.report(task, outcome, f"{fired}: {outcome.message}")
+            await self._runs.report(task, run.runId, outcome, f"{fired}: {outcome.message}")
             return
-        await self._effects.events.post(task.ref, "Fired", f"{fired}.")
+        await self._runs.tell(task, run.runId, "Fired", f"{fired}.")
 
     def _count(self, task: Task, due: datetime.datetime, run: models.Run, decided: datetime.datetime) -> None:
         """A claimed tick in the metrics: skipped (and missed, past its deadline), or started (and ended);
@@ -526,7 +524,7 @@ class Scheduler:
             run, behind = self._runs.asked(task, spec, f"run_{request[:12]}", self._clock(), "run on request")
             reason = run.message if run.result == models.RunResult.SKIPPED.value else None
             runs = ticks.bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
-            dumped = [item.model_dump(mode="json", by_alias=True) for item in runs]
+            dumped = [item.dumped() for item in runs]
             patch: Patch = {"lastRunRequest": request, "lastRun": dumped[0], "recentRuns": dumped}
             if not reason and not behind:
                 patch["lastRunAt"] = models.format_timestamp(run.scheduledAt)
@@ -534,5 +532,5 @@ class Scheduler:
             if reason:
                 return
             if not behind:
-                await self._effects.events.post(task.ref, "Fired", f"Run {run.runId} started on request.")
+                await self._runs.tell(task, run.runId, "Fired", f"Run {run.runId} started on request.")
             self._runs.start(task, self._runs.context(task, spec, run.scheduledAt, run.runId), behind)

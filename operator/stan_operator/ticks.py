@@ -167,3 +167,19 @@ def pause_for_failures(spec: models.StanTaskSpec, status: models.StanTaskStatus)
         return None
     last = next(run.message for run in status.recentRuns if run.result == models.RunResult.FAILED)
     return f"paused after {limit} failed runs in a row (pauseAfterFailures); the last: {last}"[: models.MAX_NOTE_LENGTH]
+
+
+def tells(setting: str, reason: str, runs: list[models.Run], run_id: str) -> bool:
+    """Whether a run's Event (``reason``: Fired, Waiting, Succeeded, Failed, Skipped) is posted under the
+    operator's runEvents: all; failures and state changes (a failed or skipped run, a success after anything
+    but a success, or the first); none. ``runs`` is status's history, holding the run."""
+    if setting in ("all", "none"):
+        return setting == "all"
+    if reason in ("Failed", "Skipped"):
+        return True
+    if reason != "Succeeded":
+        return False
+    index = next((index for index, run in enumerate(runs) if run.runId == run_id), len(runs))
+    ended = (models.RunResult.SUCCEEDED, models.RunResult.FAILED)
+    previous = next((run for run in runs[index + 1 :] if run.result in ended), None)
+    return previous is None or previous.result != models.RunResult.SUCCEEDED
