@@ -3,7 +3,8 @@
 One PNG with four panels, so that a run can be judged at a glance: the
 lateness CDFs (Stan against CronJob), the operator's memory and the CPU of the
 operator and the controller manager over the run with the measured ticks
-marked, and the API server's writes per tick by resource.
+marked, and the API server's writes per tick by resource; and a fifth, the
+API server's writes per second around the measured ticks, when they were sampled.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import itertools
 
 import matplotlib.pyplot as plt
 
-from bench.probes import Sample
+from bench.probes import Sample, WriteSample
 
 
 def draw(
@@ -28,9 +29,15 @@ def draw(
     series: dict[str, list[Sample]],
     ticks: Sequence[float],
     writes: dict[str, float],
+    write_samples: Sequence[WriteSample] = (),
 ) -> None:
-    """``ticks`` are Unix times; ``writes`` are the mean writes per tick by request kind."""
-    figure, ((cdf, memory), (cpu, requests)) = plt.subplots(2, 2, figsize=(14, 9))
+    """``ticks`` are Unix times; ``writes`` are the mean writes per tick by request kind; ``write_samples``, the
+    API server's write counters about once a second, add a panel of writes per second below the four."""
+    rates = list(itertools.pairwise(write_samples))
+    figure = plt.figure(figsize=(14, 13 if rates else 9))
+    grid = figure.add_gridspec(3 if rates else 2, 2, height_ratios=[1, 1, 0.8] if rates else [1, 1])
+    cdf, memory = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
+    cpu, requests = figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[1, 1])
     figure.suptitle(title)
 
     _cdfs(cdf, lateness)
@@ -54,7 +61,20 @@ def draw(
             label=name,
             linewidth=0.8,
         )
-    for axis in (memory, cpu):
+    axes = [memory, cpu]
+    if rates:
+        per_second = figure.add_subplot(grid[2, :])
+        for name, count in (("all clients", lambda s: s.writes), ("stantasks and events", lambda s: s.stan_writes)):
+            per_second.plot(
+                [b.at - start for _, b in rates],
+                [(count(b) - count(a)) / (b.at - a.at) for a, b in rates],
+                label=name,
+                linewidth=0.8,
+            )
+        per_second.set_ylabel("writes per second")
+        per_second.set_title("API server writes per second (POST, PUT, PATCH, DELETE; ~1 s samples)")
+        axes.append(per_second)
+    for axis in axes:
         for tick in ticks:
             axis.axvline(tick - start, color="grey", linestyle=":", linewidth=0.8)
         axis.set_xlabel("seconds since sampling began (dotted: measured ticks)")
@@ -97,3 +117,26 @@ def _cdfs(axis: plt.Axes, samples: dict[str, Sequence[float]]) -> None:
             )
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(loc="lower right", fontsize="small")
+
+
+def steady(path: Path, title: str, per_tick: dict) -> None:
+    """Record lag and starts per measured tick beside the operator's memory: a steady state is two flat lines."""
+    rows = per_tick["ticks"]
+    index = list(range(1, len(rows) + 1))
+    figure, (lag, memory) = plt.subplots(1, 2, figsize=(13, 4.5))
+    figure.suptitle(title)
+    for key, name in (("record_p50", "record p50"), ("record_p99", "record p99"), ("started_p99", "started p99")):
+        lag.plot(index, [row[key] for row in rows], marker="o", label=name)
+    lag.set_xlabel("measured tick")
+    lag.set_ylabel("seconds after the tick")
+    lag.set_title("Lateness per tick")
+    lag.legend()
+    memory.plot(index, [row["operator_rss_mean_mib"] for row in rows], marker="o", label="mean")
+    memory.plot(index, [row["operator_rss_max_mib"] for row in rows], marker=".", label="max")
+    memory.set_xlabel("measured tick")
+    memory.set_ylabel("MiB")
+    memory.set_title("Operator resident memory per tick window")
+    memory.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -7,10 +7,11 @@ thundering herd), and what the operator spends in memory, CPU and API writes
 to do it. One run starts its own control plane and operator, so nothing else
 shares the API server but the person's other work on the machine.
 
-    .venv/bin/python -m bench.ticks --tasks 1000 [--ticks 3]
+    .venv/bin/python -m bench.ticks --tasks 1000 [--ticks 3] [--cronjob-full-speed | --without-cronjobs]
+        [--jitter-seconds S]
 
-writes ``bench/results/ticks-N<N>.json`` and ``.png`` and prints a summary;
-bench/README.md says what each figure means.
+writes ``bench/results/ticks-N<N>[-nocron][-fullspeed][-jitter<S>].json`` and
+``.png`` and prints a summary; bench/README.md says what each figure means.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import re
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 from kubernetes_asyncio import client
@@ -35,14 +36,27 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from bench import plot
 from bench.lateness import Accounting, Occurrence, Summary, account
-from bench.probes import WRITE_VERBS, ApiServerMetrics, ProcessSampler, RequestKey, Usage, label, writes
+from bench.probes import (
+    STAN_RESOURCES,
+    WRITE_VERBS,
+    ApiServerMetrics,
+    ProcessSampler,
+    RequestKey,
+    Usage,
+    WriteRates,
+    WriteSampler,
+    label,
+    writes,
+)
+from bench.records import RecordWatch
 from stan_controlplane import certs, cluster, processes
-from stan_core import install, kube, models
+from stan_core import install, kube, models, schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 UTC = datetime.UTC
 SCHEDULE = "* * * * *"
+DEFAULT_TICKS = 3
 DEADLINE_SECONDS = 300
 """startingDeadlineSeconds of both kinds; also the longest that stragglers are awaited after the last measured tick."""
 QUIET_LEAD = 30.0
@@ -55,8 +69,17 @@ PAGE = 500
 POLL_SECONDS = 10.0
 STABLE_POLLS = 6
 RETRIES = 5
+FULL_SPEED_FLAGS = (
+    "--kube-api-qps=500",
+    "--kube-api-burst=1000",
+    "--concurrent-cron-job-syncs=20",
+    "--concurrent-job-syncs=20",
+)
+"""kube-controller-manager's client limits and workers as managed clusters raise them (upstream: 20 qps, burst 30,
+5 and 5 workers), for ``--cronjob-full-speed``."""
+MAX_JITTER = 55
+"""So that each tick's runs, jittered, stay in the one-minute window that holds the tick."""
 SCHEDULED_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
-FIRED_TICK = re.compile(r"for tick (\S+) started")
 LOG_NOISE = re.compile(r"\b[0-9a-f]{12,}\b|\d+(\.\d+)?")
 
 
@@ -71,6 +94,14 @@ class Layout:
     tasks: int
     per_namespace: int
     history: int
+    cronjobs: bool = True
+    """False: no CronJobs at all, only StanTasks."""
+    jitter_seconds: int = 0
+    """``spec.jitterSeconds`` of every task."""
+
+    @property
+    def objects_count(self) -> int:
+        return self.tasks * (2 if self.cronjobs else 1)
 
     def namespace(self, index: int) -> str:
         return f"bench-{index // self.per_namespace:04d}"
@@ -83,10 +114,17 @@ class Layout:
         return [f"{self.namespace(index)}/task-{index:05d}" for index in range(self.tasks)]
 
     def cron_owners(self) -> list[str]:
+        if not self.cronjobs:
+            return []
         return [f"{self.namespace(index)}/cron-{index:05d}" for index in range(self.tasks)]
+
+    def jitter(self, uid: str, tick: datetime.datetime) -> float:
+        """Seconds that the task of ``uid`` runs ``tick`` after it: its due time is the tick plus these."""
+        return schedule.jitter(uid, tick, self.jitter_seconds).total_seconds()
 
     def objects(self) -> Iterable[tuple[str, str, str, dict]]:
         """(group, version, plural, body) of every StanTask and CronJob, alternating, so both grow at one pace."""
+        jitter = {"jitterSeconds": self.jitter_seconds} if self.jitter_seconds else {}
         for index in range(self.tasks):
             namespace = self.namespace(index)
             yield (
@@ -106,9 +144,12 @@ class Layout:
                         "concurrencyPolicy": "Allow",
                         "startingDeadlineSeconds": DEADLINE_SECONDS,
                         "runHistoryLimit": self.history,
+                        **jitter,
                     },
                 },
             )
+            if not self.cronjobs:
+                continue
             # A suspended Job creates no Pods: the CronJob controller still makes one Job per tick, which is
             # what is compared, without N Pending Pods a minute loading the shared API server.
             yield (
@@ -181,7 +222,7 @@ async def create_all(api: client.ApiClient, layout: Layout, parallel: int) -> fl
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     objects = client.CustomObjectsApi(api)
     pending = iter(layout.objects())
-    progress = Progress("created", 2 * layout.tasks)
+    progress = Progress("created", layout.objects_count)
     created = 0
     started = time.monotonic()
 
@@ -250,9 +291,15 @@ class Observed:
     """What the cluster holds about the measured ticks."""
 
     stan_started: Accounting
+    stan_started_due: Accounting
+    """Lateness from the due time, the tick plus the task's jitter."""
     stan_finished: Accounting
     stan_results: collections.Counter[str]
     cron: Accounting
+    uids: dict[str, str]
+    stan_succeeded_per_tick: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Succeeded runs of each measured tick, by its ISO time."""
+    """Each task's metadata.uid by namespace/name, which its jitter derives from."""
 
     @property
     def complete(self) -> bool:
@@ -261,18 +308,39 @@ class Observed:
 
 async def observe(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime]) -> Observed:
     measured = set(ticks)
-    started, finished = [], []
+    started, started_due, finished = [], [], []
     results: collections.Counter[str] = collections.Counter()
+    succeeded: collections.Counter[str] = collections.Counter()
+    uids: dict[str, str] = {}
     async for body in list_tasks(api):
         owner = _owner(body["metadata"])
+        uids[owner] = body["metadata"]["uid"]
         for run in (body.get("status") or {}).get("recentRuns") or []:
             tick = _parse_time(run["scheduledAt"])
             if tick in measured:
                 results[run["result"]] += 1
+                succeeded[tick.isoformat()] += run["result"] == "succeeded"
             if run.get("startedAt"):
-                started.append(Occurrence(owner, tick, _late(run["startedAt"], tick)))
+                late = _late(run["startedAt"], tick)
+                started.append(Occurrence(owner, tick, late))
+                started_due.append(Occurrence(owner, tick, late - layout.jitter(uids[owner], tick)))
             if run.get("finishedAt"):
                 finished.append(Occurrence(owner, tick, _late(run["finishedAt"], tick)))
+    jobs = await cronjob_jobs(api) if layout.cronjobs else []
+    tasks = layout.task_owners()
+    return Observed(
+        stan_started=account(tasks, started, ticks),
+        stan_started_due=account(tasks, started_due, ticks),
+        stan_finished=account(tasks, finished, ticks),
+        stan_results=results,
+        stan_succeeded_per_tick=dict(succeeded),
+        cron=account(layout.cron_owners(), jobs, ticks),
+        uids=uids,
+    )
+
+
+async def cronjob_jobs(api: client.ApiClient) -> list[Occurrence]:
+    """Every Job a CronJob made, as an occurrence of the tick it was made for."""
     jobs = []
     async for body in list_all(api, "batch", "v1", "jobs"):
         metadata = body["metadata"]
@@ -283,29 +351,7 @@ async def observe(api: client.ApiClient, layout: Layout, ticks: list[datetime.da
             jobs.append(
                 Occurrence(f"{metadata['namespace']}/{parents[0]}", tick, _late(metadata["creationTimestamp"], tick))
             )
-    tasks = layout.task_owners()
-    return Observed(
-        stan_started=account(tasks, started, ticks),
-        stan_finished=account(tasks, finished, ticks),
-        stan_results=results,
-        cron=account(layout.cron_owners(), jobs, ticks),
-    )
-
-
-async def claim_events(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime]) -> Accounting:
-    """The Event posted once a run's claim is stored (``Fired``, or ``Succeeded``/``Failed`` when the run had
-    ended by then), stamped by the API server's clock: when the run's record reached the cluster."""
-    occurrences = []
-    async for event in list_all(
-        api, "events.k8s.io", "v1", "events", field_selector=f"regarding.kind={models.STAN_TASK.kind}"
-    ):
-        match = FIRED_TICK.search(event.get("note") or "")
-        if match:
-            tick = _parse_time(match.group(1))
-            occurrences.append(
-                Occurrence(_owner(event["regarding"]), tick, _late(event["metadata"]["creationTimestamp"], tick))
-            )
-    return account(layout.task_owners(), occurrences, ticks)
+    return jobs
 
 
 async def collect(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime], deadline: float) -> Observed:
@@ -384,40 +430,90 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return None if numerator is None or not denominator else numerator / denominator
 
 
+def result_name(args: argparse.Namespace) -> str:
+    """``ticks-N<N>``, and what sets the run apart, so that runs of one N with other flags keep files of their own."""
+    name = f"ticks-N{args.tasks}"
+    if args.without_cronjobs:
+        name += "-nocron"
+    if args.cronjob_full_speed:
+        name += "-fullspeed"
+    if args.jitter_seconds:
+        name += f"-jitter{args.jitter_seconds}"
+    if not args.write_rates:
+        name += "-norates"
+    if args.ticks != DEFAULT_TICKS:
+        name += f"-ticks{args.ticks}"
+    if args.run_history_limit:
+        name += f"-history{args.run_history_limit}"
+    return name
+
+
+def _describe(layout: Layout, args: argparse.Namespace) -> tuple[str, str]:
+    """What is created, e.g. "1000 StanTasks and 1000 CronJobs"; and the run's flags, e.g. " (jitter 30 s)"."""
+    created = f"{layout.tasks} StanTasks and {f'{layout.tasks} CronJobs' if layout.cronjobs else 'no CronJobs'}"
+    flags = [
+        *(["CronJob at full speed: " + " ".join(FULL_SPEED_FLAGS)] if args.cronjob_full_speed else []),
+        *([f"jitter {layout.jitter_seconds} s"] if layout.jitter_seconds else []),
+    ]
+    return created, f" ({'; '.join(flags)})" if flags else ""
+
+
 async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operator: Operator) -> dict:
-    layout = Layout(tasks=args.tasks, per_namespace=args.per_namespace, history=min(100, args.ticks + 5))
+    layout = Layout(
+        tasks=args.tasks,
+        per_namespace=args.per_namespace,
+        history=args.run_history_limit or min(100, args.ticks + 5),
+        cronjobs=not args.without_cronjobs,
+        jitter_seconds=args.jitter_seconds,
+    )
+    created, flags = _describe(layout, args)
     metrics = ApiServerMetrics(plane.server, certs.Pki(plane.state_dir / "pki"))
     sampler = ProcessSampler(
         {"operator": operator.process.pid, **{name: process.pid for name, process in plane.processes.items()}}
     )
+    write_sampler = WriteSampler(metrics)
     sampler.start()
     began = time.time()
     api = await kube.api_client()
     try:
         async with api:
             print(
-                f"==> creating {layout.tasks} StanTasks and {layout.tasks} CronJobs in {len(layout.namespaces)} "
-                f"namespaces, {args.parallel} requests in flight",
+                f"==> creating {created} in {len(layout.namespaces)} namespaces, {args.parallel} requests in flight",
                 flush=True,
             )
             create_seconds = await create_all(api, layout, args.parallel)
             print("==> waiting for the operator to schedule every task", flush=True)
             ready = await wait_scheduled(api, layout, timeout=max(300.0, layout.tasks * 0.2))
             first = _minute_after(ready + QUIET_LEAD)
+            records = RecordWatch(api)
+            records.start()
             boundaries = [first + 60.0 * index for index in range(args.ticks + 1)]
             ticks = [datetime.datetime.fromtimestamp(moment, UTC) for moment in boundaries[:-1]]
+            if args.write_rates:
+                write_sampler.start()
             scrapes: list[collections.Counter[RequestKey]] = []
             for index, boundary in enumerate(boundaries):
                 await _sleep_until(boundary - SCRAPE_LEAD)
                 scrapes.append(await asyncio.to_thread(metrics.requests))
                 if index < args.ticks:
                     print(f"==> measured tick {index + 1}/{args.ticks} at {ticks[index]:%H:%M:%S}", flush=True)
+            write_sampler.stop()
             print("==> collecting runs and Jobs (waiting for stragglers if any)", flush=True)
             observed = await collect(api, layout, ticks, deadline=boundaries[-2] + DEADLINE_SECONDS)
-            recorded = await claim_events(api, layout, ticks)
+            await records.stop()
+            owners = layout.task_owners()
+            recorded = records.accounting(owners, ticks)
+            recorded_due = records.accounting(
+                owners, ticks, lambda owner, tick: layout.jitter(observed.uids.get(owner, ""), tick)
+            )
     finally:
+        write_sampler.stop()
         sampler.stop()
     windows = [scrapes[index + 1] - scrapes[index] for index in range(args.ticks)]
+    write_rates = [
+        WriteRates.of(write_sampler.window(moment - SCRAPE_LEAD, moment + 60.0 - SCRAPE_LEAD))
+        for moment in boundaries[:-1]
+    ]
 
     def usage(name: str) -> dict:
         return {
@@ -433,10 +529,15 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
 
     kinds = sorted({key for window in windows for key in window if key[0] in WRITE_VERBS})
     stan, cron = observed.stan_started.summary, observed.cron.summary
+    from_due = (
+        {"started_from_due": observed.stan_started_due, "record_from_due": recorded_due}
+        if layout.jitter_seconds
+        else {}
+    )
     result = {
         "parameters": {
             "tasks": layout.tasks,
-            "cronjobs": layout.tasks,
+            "cronjobs": layout.tasks if layout.cronjobs else 0,
             "ticks": args.ticks,
             "per_namespace": layout.per_namespace,
             "namespaces": len(layout.namespaces),
@@ -446,27 +547,33 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
             "starting_deadline_seconds": DEADLINE_SECONDS,
             "action": "audit_workflows",
             "operator_watch": "cluster-wide",
+            "cronjob_full_speed": args.cronjob_full_speed,
+            "controller_manager_flags": list(plane.controller_manager_flags),
+            "jitter_seconds": layout.jitter_seconds,
+            "write_rates": args.write_rates,
         },
         "environment": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
         "timings": {
             "create_seconds": create_seconds,
-            "create_per_second": 2 * layout.tasks / create_seconds,
+            "create_per_second": layout.objects_count / create_seconds,
             "scheduled_after_seconds": ready - began,
             "wall_seconds": time.time() - began,
         },
         "measured_ticks": [tick.isoformat() for tick in ticks],
-        "resolution_note": "CronJob Job and claim Event lateness come from metadata.creationTimestamp, which has "
-        "1 s resolution (truncated): each value is up to 1 s lower than the true one.",
+        "resolution_note": "CronJob Job lateness comes from metadata.creationTimestamp, which has 1 s resolution "
+        "(truncated): each value is up to 1 s lower than the true one. Stan's record is when a watch of the "
+        "StanTasks first showed the run, on this machine's clock.",
         "stan": {
             "started": observed.stan_started,
             "finished": observed.stan_finished,
-            "claim_event": recorded,
+            "record": recorded,
+            **from_due,
             "results": dict(observed.stan_results),
         },
-        "cronjob": {"job_created": observed.cron},
+        "cronjob": {"job_created": observed.cron} if layout.cronjobs else None,
         "ratio_p99": {
             "stan_started_over_cronjob": _ratio(stan.p99, cron.p99),
-            "stan_claim_event_over_cronjob": _ratio(recorded.summary.p99, cron.p99),
+            "stan_record_over_cronjob": _ratio(recorded.summary.p99, cron.p99),
         },
         "usage": {name: usage(name) for name in sampler.samples},
         "api_writes_per_tick": [
@@ -477,27 +584,88 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
             {label(key): int(count) for key, count in window.items() if key[0] == "LIST" and count}
             for window in windows
         ],
+        "api_writes_per_second": write_rates,
+        "api_write_samples": [(sample.at, sample.writes, sample.stan_writes) for sample in write_sampler.samples],
+        "api_write_scrape_failures": write_sampler.failures,
         "operator_log": operator.log_findings(),
         "samples": {
             name: [(sample.at, sample.cpu, sample.rss) for sample in samples]
             for name, samples in sampler.samples.items()
         },
     }
+    result["per_tick"] = per_tick(result, windows, observed.stan_succeeded_per_tick)
     mean_writes = {label(key): sum(window[key] for window in windows) / len(windows) for key in kinds}
+    lateness: dict[str, Sequence[float]] = {
+        "Stan startedAt": observed.stan_started.lateness,
+        "Stan finishedAt": observed.stan_finished.lateness,
+        "Stan record": recorded.lateness,
+    }
+    if layout.jitter_seconds:
+        lateness["Stan startedAt from due"] = observed.stan_started_due.lateness
+        lateness["Stan record from due"] = recorded_due.lateness
+    if layout.cronjobs:
+        lateness["CronJob Job created"] = observed.cron.lateness
+    plot.steady(
+        RESULTS / f"{result_name(args)}-per-tick.png", f"{created}{flags}: per measured tick", result["per_tick"]
+    )
     plot.draw(
-        RESULTS / f"ticks-N{layout.tasks}.png",
-        f"{layout.tasks} StanTasks and {layout.tasks} CronJobs on '{SCHEDULE}', {args.ticks} measured ticks",
-        {
-            "Stan startedAt": observed.stan_started.lateness,
-            "Stan finishedAt": observed.stan_finished.lateness,
-            "Stan claim event": recorded.lateness,
-            "CronJob Job created": observed.cron.lateness,
-        },
+        RESULTS / f"{result_name(args)}.png",
+        f"{created} on '{SCHEDULE}', {args.ticks} measured ticks{flags}",
+        lateness,
         {name: samples for name, samples in sampler.samples.items() if name != "etcd"},
         boundaries[:-1],
         mean_writes,
+        write_sampler.samples,
     )
     return result
+
+
+def slope(values: Sequence[float | None]) -> float | None:
+    """The least-squares slope of ``values`` over their index: how much they grow per tick."""
+    points = [(index, value) for index, value in enumerate(values) if value is not None]
+    if len(points) < 2:
+        return None
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def per_tick(result: dict, windows: list[collections.Counter[RequestKey]], succeeded: dict[str, int]) -> dict:
+    """Each measured tick on its own, to tell a steady state from one falling behind: record lag, starts,
+    the API server's writes (Stan's per successful run) and the operator's memory; and how the lag and the
+    memory trend, the memory over the second half of the ticks, once run history has filled."""
+    stan = result["stan"]
+    rows = []
+    for index, tick in enumerate(result["measured_ticks"]):
+        record: Summary = stan["record"].per_tick[tick]
+        started: Summary = stan["started"].per_tick[tick]
+        window = windows[index]
+        stan_writes = sum(
+            count for (verb, resource, _), count in window.items() if verb in WRITE_VERBS and resource in STAN_RESOURCES
+        )
+        memory = result["usage"]["operator"]["tick"][index]
+        rows.append(
+            {
+                "tick": tick,
+                "record_p50": record.p50,
+                "record_p99": record.p99,
+                "started_p99": started.p99,
+                "succeeded": succeeded.get(tick, 0),
+                "writes": writes(window),
+                "stan_writes": int(stan_writes),
+                "stan_writes_per_success": stan_writes / succeeded[tick] if succeeded.get(tick) else None,
+                "by_request": {label(key): int(count) for key, count in window.items() if key[0] in WRITE_VERBS},
+                "operator_rss_mean_mib": memory.rss_mean_mib if memory else None,
+                "operator_rss_max_mib": memory.rss_max_mib if memory else None,
+            }
+        )
+    later = rows[len(rows) // 2 :]
+    return {
+        "ticks": rows,
+        "record_p99_slope_s_per_tick": slope([row["record_p99"] for row in rows]),
+        "operator_rss_slope_mib_per_tick_second_half": slope([row["operator_rss_mean_mib"] for row in later]),
+    }
 
 
 def _jsonable(value: object) -> object:
@@ -513,26 +681,43 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}/s"
+
+
 def print_summary(result: dict) -> None:
     print(f"\n==> {result['parameters']['tasks']} tasks, ticks {', '.join(result['measured_ticks'])}")
-    print(f"{'':26}{'runs':>7}{'p50':>10}{'p99':>10}{'max':>10}{'missed':>8}{'dup':>6}")
-    rows = [
-        ("Stan startedAt", result["stan"]["started"]),
-        ("Stan finishedAt", result["stan"]["finished"]),
-        ("Stan claim event (1 s)", result["stan"]["claim_event"]),
-        ("CronJob Job created (1 s)", result["cronjob"]["job_created"]),
+    stan = result["stan"]
+    named = [
+        ("Stan startedAt", stan["started"]),
+        ("Stan startedAt from due", stan.get("started_from_due")),
+        ("Stan finishedAt", stan["finished"]),
+        ("Stan record", stan["record"]),
+        ("Stan record from due", stan.get("record_from_due")),
     ]
+    rows: list[tuple[str, Accounting | None]] = [(name, found) for name, found in named if found is not None]
+    rows.append(("CronJob Job created (1 s)", result["cronjob"]["job_created"] if result["cronjob"] else None))
+    width = max(26, *(len(name) + 1 for name, _ in rows))
+    print(f"{'':{width}}{'runs':>7}{'p50':>10}{'p99':>10}{'max':>10}{'missed':>8}{'dup':>6}")
     for name, accounting in rows:
+        if accounting is None:
+            print(f"{name:{width}}{'n/a: no CronJobs in this run':>51}")
+            continue
         summary: Summary = accounting.summary
         print(
-            f"{name:26}{summary.count:>7}{_fmt(summary.p50):>10}{_fmt(summary.p99):>10}{_fmt(summary.max):>10}"
+            f"{name:{width}}{summary.count:>7}{_fmt(summary.p50):>10}{_fmt(summary.p99):>10}{_fmt(summary.max):>10}"
             f"{accounting.missed:>8}{accounting.duplicates:>6}"
         )
     print(result["resolution_note"])
+    if "started_from_due" in stan:
+        print(
+            f"jitter {result['parameters']['jitter_seconds']} s: lateness from the tick includes each task's jitter; "
+            "'from due' counts from the tick plus the jitter"
+        )
     ratios = result["ratio_p99"]
     print(
         f"p99 ratio: Stan startedAt / CronJob = {_fmt(ratios['stan_started_over_cronjob'], '')}, "
-        f"Stan claim event / CronJob = {_fmt(ratios['stan_claim_event_over_cronjob'], '')}"
+        f"Stan record / CronJob = {_fmt(ratios['stan_record_over_cronjob'], '')}"
     )
     print(f"Stan run results in the measured ticks: {result['stan']['results']}")
     for name in ("operator", "controller-manager", "apiserver"):
@@ -548,6 +733,28 @@ def print_summary(result: dict) -> None:
     print("API writes per tick window: " + ", ".join(str(window["total"]) for window in result["api_writes_per_tick"]))
     for request, count in sorted(result["api_writes_per_tick"][-1]["by_request"].items(), key=lambda kv: -kv[1]):
         print(f"    {request:40}{count:>8}")
+    rates: list[WriteRates] = result["api_writes_per_second"]
+    print(
+        "API writes per second in each tick window (1 s samples), peak / p50: "
+        + ", ".join(f"{_rate(rate.peak)} / {_rate(rate.p50)}" for rate in rates)
+        + "; of which stantasks and events: "
+        + ", ".join(f"{_rate(rate.stan_peak)} / {_rate(rate.stan_p50)}" for rate in rates)
+    )
+    steady = result["per_tick"]
+    print(
+        f"{'per tick':20}{'record p50':>11}{'p99':>8}{'started p99':>12}{'succeeded':>10}{'writes':>8}"
+        f"{'Stan/run':>9}{'RSS MiB':>9}"
+    )
+    for row in steady["ticks"]:
+        print(
+            f"{row['tick'][11:19]:20}{_fmt(row['record_p50']):>11}{_fmt(row['record_p99']):>8}"
+            f"{_fmt(row['started_p99']):>12}{row['succeeded']:>10}{row['writes']:>8}"
+            f"{_fmt(row['stan_writes_per_success'], ''):>9}{_fmt(row['operator_rss_mean_mib'], ''):>9}"
+        )
+    print(
+        f"record p99 slope {_fmt(steady['record_p99_slope_s_per_tick'])} per tick; operator RSS slope over the "
+        f"second half {_fmt(steady['operator_rss_slope_mib_per_tick_second_half'], ' MiB')} per tick"
+    )
     findings = result["operator_log"]
     print(f"operator log: {findings['levels'] or 'no warnings or errors'}, {findings['not_claimed']} ticks not claimed")
     for message, count in findings["top"]:
@@ -556,7 +763,9 @@ def print_summary(result: dict) -> None:
 
 async def run(args: argparse.Namespace) -> dict:
     state_dir = (ROOT / args.state_dir).resolve()
-    plane = cluster.start(state_dir, fresh=True)
+    plane = cluster.start(
+        state_dir, fresh=True, controller_manager_flags=FULL_SPEED_FLAGS if args.cronjob_full_speed else ()
+    )
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     operator: Operator | None = None
     try:
@@ -575,15 +784,50 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ticks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, required=True, help="N: StanTasks, and as many CronJobs")
     parser.add_argument(
-        "--ticks", type=int, default=3, choices=range(1, 96), metavar="1..95", help="measured minute ticks (default 3)"
+        "--ticks",
+        type=int,
+        default=DEFAULT_TICKS,
+        choices=range(1, 96),
+        metavar="1..95",
+        help=f"measured minute ticks (default {DEFAULT_TICKS}; 10 or more to see a steady state)",
     )
     parser.add_argument("--per-namespace", type=int, default=100, help="tasks per namespace (default 100)")
     parser.add_argument("--parallel", type=int, default=16, help="create requests in flight (default 16)")
     parser.add_argument("--state-dir", default=".stan/bench", help="control-plane state (default .stan/bench)")
+    parser.add_argument(
+        "--run-history-limit",
+        type=int,
+        choices=range(1, 101),
+        metavar="1..100",
+        help="spec.runHistoryLimit of every StanTask (default: the measured ticks + 5, so none is pruned)",
+    )
+    cronjobs = parser.add_mutually_exclusive_group()
+    cronjobs.add_argument(
+        "--cronjob-full-speed",
+        action="store_true",
+        help="start kube-controller-manager with " + " ".join(FULL_SPEED_FLAGS) + " (default: upstream's limits)",
+    )
+    cronjobs.add_argument(
+        "--without-cronjobs", action="store_true", help="create no CronJobs: StanTasks only, CronJob figures n/a"
+    )
+    parser.add_argument(
+        "--jitter-seconds",
+        type=int,
+        default=0,
+        choices=range(MAX_JITTER + 1),
+        metavar=f"0..{MAX_JITTER}",
+        help="spec.jitterSeconds of every StanTask (default 0)",
+    )
+    parser.add_argument(
+        "--no-write-rates",
+        dest="write_rates",
+        action="store_false",
+        help="do not read the API server's write counters every second (it costs the API server ~0.07 of a core)",
+    )
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(run(args))
-    path = RESULTS / f"ticks-N{args.tasks}.json"
+    path = RESULTS / f"{result_name(args)}.json"
     path.write_text(json.dumps(result, indent=2, default=_jsonable) + "\n")
     print_summary(result)
     print(f"\n==> wrote {path} and {path.with_suffix('.png')}")

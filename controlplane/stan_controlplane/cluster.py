@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -46,6 +47,8 @@ class ControlPlane:
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen[bytes]]
     node: node.Node | None = None
+    controller_manager_flags: tuple[str, ...] = ()
+    """Appended to kube-controller-manager's arguments, at every start of it."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -93,7 +96,9 @@ class ControlPlane:
         wait_ready(self, watched=("etcd", "apiserver"))
         if self.processes["controller-manager"].poll() is not None:
             self.processes["controller-manager"] = _spawn(
-                self.state_dir, "controller-manager", _controller_manager_args(self.state_dir, pki, self.ports)
+                self.state_dir,
+                "controller-manager",
+                _controller_manager_args(self.state_dir, pki, self.ports, self.controller_manager_flags),
             )
             _record_pids(self)
 
@@ -231,7 +236,10 @@ def _apiserver_args(plane: ControlPlane, pki: certs.Pki) -> list[str]:
     ]
 
 
-def _controller_manager_args(state_dir: Path, pki: certs.Pki, ports: dict[str, int]) -> list[str]:
+def _controller_manager_args(
+    state_dir: Path, pki: certs.Pki, ports: dict[str, int], extra: Sequence[str] = ()
+) -> list[str]:
+    """``extra`` comes last, so that a flag given there wins over the same flag given here."""
     kubeconfig = state_dir / "controller-manager.kubeconfig"
     return [
         str(build.binary_path("kube-controller-manager")),
@@ -245,6 +253,7 @@ def _controller_manager_args(state_dir: Path, pki: certs.Pki, ports: dict[str, i
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki.service_account_key}",
         f"--root-ca-file={pki.ca_cert}",
+        *extra,
     ]
 
 
@@ -303,13 +312,24 @@ def wait_ready(
     raise TimeoutError(f"the API server was not ready after {timeout:.0f}s: {last_error}")
 
 
-def start(state_dir: Path, *, fresh: bool = False, with_node: bool = False, out=sys.stderr) -> ControlPlane:
+def start(
+    state_dir: Path,
+    *,
+    fresh: bool = False,
+    with_node: bool = False,
+    controller_manager_flags: Sequence[str] = (),
+    out=sys.stderr,
+) -> ControlPlane:
     """Build if needed, then start the control plane, and a node if asked, and wait until they are ready.
 
     ``fresh`` wipes stored objects (tests want a clean cluster; ``make run``
     keeps the user's tasks across restarts). ``with_node`` needs root; callers
-    ask ``node.wanted()`` whether this run should have one.
+    ask ``node.wanted()`` whether this run should have one. ``controller_manager_flags``
+    are added to kube-controller-manager's arguments (e.g. ``--kube-api-qps=500``), after its
+    own, so they win; none by default.
     """
+    if isinstance(controller_manager_flags, str):
+        raise TypeError("controller_manager_flags is a sequence of flags, not one string")
     build.ensure_built(build.CONTROL_PLANE + (build.NODE if with_node else ()), out)
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -318,7 +338,9 @@ def start(state_dir: Path, *, fresh: bool = False, with_node: bool = False, out=
         shutil.rmtree(state_dir / "etcd", ignore_errors=True)
     (state_dir / "logs").mkdir(exist_ok=True)
     ports = _ports(state_dir)
-    plane = ControlPlane(state_dir=state_dir, ports=ports, processes={})
+    plane = ControlPlane(
+        state_dir=state_dir, ports=ports, processes={}, controller_manager_flags=tuple(controller_manager_flags)
+    )
     started = time.monotonic()
     try:
         if with_node:
@@ -333,7 +355,9 @@ def start(state_dir: Path, *, fresh: bool = False, with_node: bool = False, out=
         _record_pids(plane)
         wait_ready(plane)
         plane.processes["controller-manager"] = _spawn(
-            state_dir, "controller-manager", _controller_manager_args(state_dir, pki, ports)
+            state_dir,
+            "controller-manager",
+            _controller_manager_args(state_dir, pki, ports, plane.controller_manager_flags),
         )
         _record_pids(plane)
         print(
