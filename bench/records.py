@@ -26,6 +26,9 @@ class RecordWatch:
     def __init__(self, api: client.ApiClient) -> None:
         self._api = api
         self._seen: dict[tuple[str, str], float] = {}
+        self.runs: dict[tuple[str, str], dict] = {}
+        """The latest of every run seen, by ``(namespace/name, runId)``: the runs that a short run history
+        prunes before the end of a benchmark are kept here."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -74,6 +77,7 @@ class RecordWatch:
         owner = f"{metadata.get('namespace')}/{metadata.get('name')}"
         for run in (body.get("status") or {}).get("recentRuns") or []:
             self._seen.setdefault((owner, run["scheduledAt"]), now)
+            self.runs[owner, run["runId"]] = run
 
     def accounting(
         self,

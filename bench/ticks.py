@@ -306,26 +306,33 @@ class Observed:
         return self.stan_finished.missed == 0 and self.cron.missed == 0
 
 
-async def observe(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime]) -> Observed:
+async def observe(
+    api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime], watched: RecordWatch
+) -> Observed:
+    """Every run of the measured ticks: those the tasks list now, and those the watch saw that a short run
+    history has pruned since."""
     measured = set(ticks)
     started, started_due, finished = [], [], []
     results: collections.Counter[str] = collections.Counter()
     succeeded: collections.Counter[str] = collections.Counter()
     uids: dict[str, str] = {}
+    runs = dict(watched.runs)
     async for body in list_tasks(api):
         owner = _owner(body["metadata"])
         uids[owner] = body["metadata"]["uid"]
         for run in (body.get("status") or {}).get("recentRuns") or []:
-            tick = _parse_time(run["scheduledAt"])
-            if tick in measured:
-                results[run["result"]] += 1
-                succeeded[tick.isoformat()] += run["result"] == "succeeded"
-            if run.get("startedAt"):
-                late = _late(run["startedAt"], tick)
-                started.append(Occurrence(owner, tick, late))
-                started_due.append(Occurrence(owner, tick, late - layout.jitter(uids[owner], tick)))
-            if run.get("finishedAt"):
-                finished.append(Occurrence(owner, tick, _late(run["finishedAt"], tick)))
+            runs[owner, run["runId"]] = run
+    for (owner, _), run in runs.items():
+        tick = _parse_time(run["scheduledAt"])
+        if tick in measured:
+            results[run["result"]] += 1
+            succeeded[tick.isoformat()] += run["result"] == "succeeded"
+        if run.get("startedAt"):
+            late = _late(run["startedAt"], tick)
+            started.append(Occurrence(owner, tick, late))
+            started_due.append(Occurrence(owner, tick, late - layout.jitter(uids.get(owner, ""), tick)))
+        if run.get("finishedAt"):
+            finished.append(Occurrence(owner, tick, _late(run["finishedAt"], tick)))
     jobs = await cronjob_jobs(api) if layout.cronjobs else []
     tasks = layout.task_owners()
     return Observed(
@@ -354,13 +361,15 @@ async def cronjob_jobs(api: client.ApiClient) -> list[Occurrence]:
     return jobs
 
 
-async def collect(api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime], deadline: float) -> Observed:
+async def collect(
+    api: client.ApiClient, layout: Layout, ticks: list[datetime.datetime], watched: RecordWatch, deadline: float
+) -> Observed:
     """``observe`` until every measured run has finished and every Job exists, or nothing changes any more.
 
     The CronJob controller never goes back for a tick it passed over, so
     counts that stood still for ``STABLE_POLLS`` polls are final.
     """
-    observed = await observe(api, layout, ticks)
+    observed = await observe(api, layout, ticks, watched)
     stable = 0
     while not observed.complete and stable < STABLE_POLLS and time.time() < deadline:
         print(
@@ -369,7 +378,7 @@ async def collect(api: client.ApiClient, layout: Layout, ticks: list[datetime.da
             flush=True,
         )
         await asyncio.sleep(POLL_SECONDS)
-        previous, observed = observed, await observe(api, layout, ticks)
+        previous, observed = observed, await observe(api, layout, ticks, watched)
         unchanged = (previous.stan_finished.missed, previous.cron.missed) == (
             observed.stan_finished.missed,
             observed.cron.missed,
@@ -499,7 +508,7 @@ async def measure(args: argparse.Namespace, plane: cluster.ControlPlane, operato
                     print(f"==> measured tick {index + 1}/{args.ticks} at {ticks[index]:%H:%M:%S}", flush=True)
             write_sampler.stop()
             print("==> collecting runs and Jobs (waiting for stragglers if any)", flush=True)
-            observed = await collect(api, layout, ticks, deadline=boundaries[-2] + DEADLINE_SECONDS)
+            observed = await collect(api, layout, ticks, records, deadline=boundaries[-2] + DEADLINE_SECONDS)
             await records.stop()
             owners = layout.task_owners()
             recorded = records.accounting(owners, ticks)

@@ -63,3 +63,8 @@ def test_quantities(text: str, value: str) -> None:
 def test_a_bad_quantity_is_refused() -> None:
     with pytest.raises(ValueError, match="not a quantity"):
         quantity.parse("ten")
+
+
+def test_a_summary_names_a_few_tasks_however_many_are_found() -> None:
+    found = audit.Findings(audited=99, failed=(), overdue=tuple(f"task_{index}" for index in range(99)))
+    assert found.summary() == "99 tasks audited; 99 overdue: task_0, task_1, task_2, task_3, task_4 and 94 more"

@@ -15,6 +15,7 @@ from kubernetes_asyncio import client
 from stan_core import ids, kube, models
 
 OVERDUE_GRACE = datetime.timedelta(minutes=2)
+NAMES_SHOWN = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +29,17 @@ class Findings:
             return f"All workflows healthy ({self.audited} tasks audited)"
         parts = []
         if self.failed:
-            parts.append(f"{len(self.failed)} failed: {', '.join(self.failed)}")
+            parts.append(f"{len(self.failed)} failed: {_some(self.failed)}")
         if self.overdue:
-            parts.append(f"{len(self.overdue)} overdue: {', '.join(self.overdue)}")
+            parts.append(f"{len(self.overdue)} overdue: {_some(self.overdue)}")
         return f"{self.audited} tasks audited; " + "; ".join(parts)
+
+
+def _some(names: tuple[str, ...]) -> str:
+    """The first few names: a message that lists a whole namespace grows every task's status with it, and
+    every status write, when the namespace falls behind, is when writes must be cheapest."""
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN} more"
 
 
 def findings(

@@ -46,9 +46,16 @@ class Launch:
     """The runs it waits for (concurrencyPolicy: BufferOne): it starts once its claim is stored and they ended."""
 
 
+MAX_MESSAGE_LENGTH = 512
+"""A run's message as status keeps it: every status write carries runHistoryLimit of them."""
+
+
 def concluded(run: models.Run, outcome: Outcome, at: datetime.datetime) -> models.Run:
-    """``run`` as it ended at ``at``."""
-    return run.but(result=outcome.result, message=outcome.message, finishedAt=at)
+    """``run`` as it ended at ``at``, its message cut to ``MAX_MESSAGE_LENGTH``."""
+    message = outcome.message
+    if len(message) > MAX_MESSAGE_LENGTH:
+        message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
+    return run.but(result=outcome.result, message=message, finishedAt=at)
 
 
 class Runs:
