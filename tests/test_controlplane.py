@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from stan_controlplane import certs, cluster
 from stan_core import kube, models
 
 from .conftest import kubectl, kubectl_apply_refused
@@ -111,3 +113,15 @@ async def test_garbage_collector_deletes_dependents(api: client.ApiClient, priva
             return
         await asyncio.sleep(0.2)
     pytest.fail("kube-controller-manager's garbage collector did not delete the dependent")
+
+
+def test_controller_manager_flags_asked_for_come_last_so_that_they_win(tmp_path: Path) -> None:
+    """bench.ticks --cronjob-full-speed raises the controller manager's client limits through these."""
+    full_speed = ["--kube-api-qps=500", "--kube-api-burst=1000"]
+    ports = {"controller_manager": 10257}
+    args = cluster._controller_manager_args(tmp_path, certs.Pki(tmp_path / "pki"), ports, full_speed)
+    assert args[-2:] == full_speed
+    assert not any(
+        arg.startswith("--kube-api-qps")
+        for arg in cluster._controller_manager_args(tmp_path, certs.Pki(tmp_path), ports)
+    )
