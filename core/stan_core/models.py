@@ -267,10 +267,6 @@ class Run:
         dumped: dict[str, Any] = _RUN.dump_python(self, mode="json")
         return dumped
 
-    @staticmethod
-    def parsed(value: Any) -> Run:
-        return _RUN.validate_python(value)
-
 
 _RUN: TypeAdapter[Run] = TypeAdapter(Run)
 
