@@ -21,7 +21,7 @@ from stan_core import backfill, config, models, schedule
 from stan_core.kube import Body
 from stan_operator import supervision, ticks
 from stan_operator.actions import Outcome, RunContext
-from stan_operator.effects import ClaimLost, ObjectRef, Patch, TaskEffects
+from stan_operator.effects import ClaimLost, ObjectRef, Patch, Stored, TaskEffects
 from stan_operator.scheduler import Scheduler
 
 UTC = datetime.UTC
@@ -64,16 +64,23 @@ class MemoryStatusStore:
 
     async def write(
         self, namespace: str, name: str, current: models.StanTaskStatus, patch: Patch
-    ) -> models.StanTaskStatus | None:
+    ) -> Stored[models.StanTaskStatus] | None:
         if name not in self.statuses:
             return None
         self.writes.append(patch)
         self.statuses[name].update(copy.deepcopy(patch))
-        return self.stored(name)
+        return Stored(self.stored(name), str(len(self.writes)))
 
     async def claim(
-        self, namespace: str, name: str, *, expected: Patch, fields: Patch, give_up_after: float
-    ) -> models.StanTaskStatus:
+        self,
+        namespace: str,
+        name: str,
+        *,
+        current: Stored[models.StanTaskStatus],
+        expected: Patch,
+        fields: Patch,
+        give_up_after: float,
+    ) -> Stored[models.StanTaskStatus]:
         if name not in self.statuses:
             raise ClaimLost("NotFound")
         for path, value in expected.items():
@@ -83,7 +90,7 @@ class MemoryStatusStore:
             if found != value:
                 raise ClaimLost(f"the test of /status/{path} failed")
         self.statuses[name].update(copy.deepcopy(fields))
-        return self.stored(name)
+        return Stored(self.stored(name), str(len(self.writes)))
 
     async def read(self, namespace: str, name: str) -> Body | None:
         self.reads.append(name)

@@ -27,7 +27,6 @@ TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 GIVE_UP_SECONDS = 600.0
 Result = TypeVar("Result")
 log = logging.getLogger(__name__)
-JSON_PATCH = "application/json-patch+json"
 Body = dict[str, Any]
 """An object, or any answer of the API server, as plain JSON."""
 
@@ -170,18 +169,35 @@ class Objects:
     async def delete(self, namespace: str, name: str) -> Body:
         return await raw(self._calls.delete_namespaced_custom_object, **self._path(namespace), name=name)
 
-    async def patch_status(
-        self, namespace: str, name: str, patch: Body | list[Body], *, give_up_after: float = GIVE_UP_SECONDS
+    async def replace_status(
+        self, namespace: str, name: str, version: str, status: Body, *, give_up_after: float = GIVE_UP_SECONDS
     ) -> Body:
-        """A merge patch (dict) or a JSON patch (list) of the status subresource, riding out outages."""
-        content_type = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
+        """Replace the status subresource while the object is at ``version`` (409 when it is not),
+        riding out outages. Only name and version go with it: the server keeps the rest of the object."""
+        body = {
+            "apiVersion": models.API_VERSION,
+            "kind": self.resource.kind,
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": version},
+            "status": status,
+        }
+        return await with_retries(
+            lambda: raw(
+                self._calls.replace_namespaced_custom_object_status, **self._path(namespace), name=name, body=body
+            ),
+            give_up_after=give_up_after,
+        )
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: Body, *, give_up_after: float = GIVE_UP_SECONDS
+    ) -> Body:
+        """A merge patch of the status subresource, riding out outages."""
         return await with_retries(
             lambda: raw(
                 self._calls.patch_namespaced_custom_object_status,
                 **self._path(namespace),
                 name=name,
                 body=patch,
-                _content_type=content_type,
+                _content_type=MERGE_PATCH,
             ),
             give_up_after=give_up_after,
         )

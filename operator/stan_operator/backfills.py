@@ -153,9 +153,10 @@ class Backfills:
             if not behind:
                 fields["lastRunAt"] = models.format_timestamp(now)
         try:
-            task.status = await self._store.claim(
+            stored = await self._store.claim(
                 task.namespace,
                 task.name,
+                current=task.stored,
                 expected={"backfill/request": request.id, "backfill/handled": state.handled},
                 fields=fields,
                 give_up_after=CLAIM_PATIENCE_SECONDS,
@@ -163,6 +164,7 @@ class Backfills:
         except (ClaimLost, Unreachable) as lost:
             log.warning("backfill %s of %s/%s stopped at %s: %s", request.id, task.namespace, task.name, tick, lost)
             return False
+        task.adopt(stored)
         if not skipped:
             await self._runs.replace(task, ticks.replaced(spec, task.status.recentRuns, tick, set(task.active)))
             self._runs.start(task, self._runs.context(task, spec, tick, run.runId), behind)

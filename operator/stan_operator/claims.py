@@ -1,10 +1,12 @@
 """Exactly once, also across restarts: a run is recorded only by claiming its tick.
 
-The claim is a JSON patch that tests ``status.lastScheduledAt`` against the
-value this operator last saw and replaces it with the tick. A claim that loses
-(another operator, or a stale view) fails the test; its run is cancelled and
-nothing of it is recorded. After a restart the stored ``lastScheduledAt`` says
-which ticks were accounted for.
+The claim replaces status while the object is at the resourceVersion this
+operator last wrote or read, with ``lastScheduledAt`` moved to the tick. When
+the object has changed since, it is read afresh, and the claim goes on only
+while ``lastScheduledAt`` is still the value this operator saw. A claim that
+loses (another operator took the tick) has its run cancelled, and nothing of it
+is recorded. After a restart the stored ``lastScheduledAt`` says which ticks
+were accounted for.
 """
 
 from __future__ import annotations
@@ -63,9 +65,10 @@ class Claims:
         if run.result != models.RunResult.SKIPPED.value and run.startedAt is not None:
             fields["lastRunAt"] = models.format_timestamp(run.startedAt)
         try:
-            task.status = await self._store.claim(
+            stored = await self._store.claim(
                 task.namespace,
                 task.name,
+                current=task.stored,
                 expected={"lastScheduledAt": expected},
                 fields=fields,
                 give_up_after=max(SHORTEST_PATIENCE_SECONDS, (deadline - self._clock()).total_seconds()),
@@ -73,4 +76,5 @@ class Claims:
         except ClaimLost as lost:
             log.info("tick %s of %s/%s not claimed (%s); resyncing", tick, task.namespace, task.name, lost.reason)
             return False
+        task.adopt(stored)
         return True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from stan_core import models
 from stan_core.kube import Body
@@ -48,8 +48,17 @@ class Undeliverable(Exception):
     The message never holds the destination, which may have come from a Secret."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Stored(Generic[StatusT]):
+    """A status as the server stores it, and the object's resourceVersion that holds it."""
+
+    status: StatusT
+    version: str | None
+    """None when nothing was written: the version known before still holds."""
+
+
 class StatusWriter(Protocol[StatusT]):
-    async def write(self, namespace: str, name: str, current: StatusT, patch: Patch) -> StatusT | None:
+    async def write(self, namespace: str, name: str, current: StatusT, patch: Patch) -> Stored[StatusT] | None:
         """Merge ``patch`` into status; what the server stored (``current`` when the patch changes
         nothing, so nothing is sent), or None when the object is gone."""
         ...
@@ -57,10 +66,18 @@ class StatusWriter(Protocol[StatusT]):
 
 class TaskStatusStore(StatusWriter[models.StanTaskStatus], Protocol):
     async def claim(
-        self, namespace: str, name: str, *, expected: Patch, fields: Patch, give_up_after: float
-    ) -> models.StanTaskStatus:
+        self,
+        namespace: str,
+        name: str,
+        *,
+        current: Stored[models.StanTaskStatus],
+        expected: Patch,
+        fields: Patch,
+        give_up_after: float,
+    ) -> Stored[models.StanTaskStatus]:
         """Store ``fields`` only while status holds what ``expected`` says (paths under status, such as
         ``lastScheduledAt`` or ``backfill/handled``, and their values), and return the stored status.
+        ``current`` is this replica's view, the base of the write while the object is still at its version.
         Raises ClaimLost when it does not (or the object is gone), Unreachable when the API server did not
         answer within ``give_up_after`` seconds."""
         ...

@@ -181,9 +181,14 @@ class Runs:
         return await self.perform(context)
 
     async def perform(self, context: RunContext, started: asyncio.Future[datetime.datetime] | None = None) -> Outcome:
-        """Run the action; ``started`` learns the moment it began, which is what startedAt records."""
+        """Run the action; ``started`` learns the moment it began, which is what startedAt records.
+
+        A run that begins yields once before its action's first step: in-process actions share the one
+        event loop, and thousands due at one tick then all begin at it, back to back, before the work
+        of any (which finishedAt shows) delays the next one's start."""
         if started is not None:
             started.set_result(self._clock())
+            await asyncio.sleep(0)
         try:
             return await self._actions[context.spec.action](context)
         except asyncio.CancelledError:

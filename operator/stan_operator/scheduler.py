@@ -134,6 +134,7 @@ class Scheduler:
                 created=datetime.datetime.fromisoformat(metadata["creationTimestamp"]),
                 spec=None,
                 status=models.StanTaskStatus.model_validate(body.get("status") or {}),
+                version=metadata.get("resourceVersion"),
             )
             self._tasks.put(key, known)
             self._metrics.task_seen(*key)
@@ -353,7 +354,12 @@ class Scheduler:
         """Claim a launched tick and record its run; a run whose claim is lost is cancelled."""
         context, execution, skip_reason = launch.context, launch.execution, launch.skip_reason
         spec = context.spec
-        now = launch.decided if launch.started is None else await launch.started
+        if launch.started is None:
+            now = launch.decided
+        else:
+            now = await launch.started
+            # The run's first step comes before its claim: an action that ends in it is recorded in the claim.
+            await asyncio.sleep(0)
         run = models.Run(
             runId=context.run_id,
             scheduledAt=tick,

@@ -9,6 +9,7 @@ from typing import TypeVar
 from kubernetes_asyncio import client
 
 from stan_core import kube, models
+from stan_operator.effects import Stored
 
 StatusModel = TypeVar("StatusModel", bound=models.Model)
 
@@ -42,14 +43,14 @@ def condition(
 
 async def write(
     api: client.ApiClient, resource: models.Resource, namespace: str, name: str, current: StatusModel, patch: kube.Body
-) -> StatusModel | None:
+) -> Stored[StatusModel] | None:
     """Merge-patch status; return what the server stored (``current`` when nothing changed,
     None when the object is gone). A patch that changes nothing is not sent: an operator
     restart with thousands of objects must not rewrite every status."""
     dumped = current.model_dump(mode="json", by_alias=True)
     if all(dumped.get(field) == value for field, value in patch.items()):
-        return current
+        return Stored(current, None)
     stored = await kube.unless_missing(kube.Objects(api, resource).patch_status(namespace, name, {"status": patch}))
     if stored is None:
         return None
-    return type(current).model_validate(stored.get("status") or {})
+    return Stored(type(current).model_validate(stored.get("status") or {}), stored["metadata"]["resourceVersion"])

@@ -17,7 +17,7 @@ from typing import Any, Generic
 from stan_core import models
 from stan_core.index import Key
 from stan_operator import supervision
-from stan_operator.effects import EventRecorder, ObjectRef, Patch, StatusT, StatusWriter
+from stan_operator.effects import EventRecorder, ObjectRef, Patch, StatusT, StatusWriter, Stored
 
 BEAT_SECONDS = 30.0
 """A loop waiting to lead still shows this often that it is alive."""
@@ -32,10 +32,24 @@ class Watched(Generic[StatusT]):
     uid: str
     generation: int
     status: StatusT
+    version: str | None = None
+    """The object's resourceVersion when this replica last wrote or read ``status``, or None; a version
+    older than the stored object's only costs a write that answers 409 and a read."""
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     """Held while the object's status is being decided and written, so that writes do not interleave."""
     requested: str | None = None
     """The run request already taken up, so that watch events repeating it start no second run."""
+
+    @property
+    def stored(self) -> Stored[StatusT]:
+        """This replica's view of the object's status, as the base of a compare-and-swap."""
+        return Stored(self.status, self.version)
+
+    def adopt(self, stored: Stored[StatusT]) -> None:
+        """Take a written status as this replica's view, with the version that holds it."""
+        self.status = stored.status
+        if stored.version is not None:
+            self.version = stored.version
 
     @property
     def key(self) -> Key:
@@ -93,7 +107,7 @@ class Keeper(Generic[StatusT]):
         if stored is None:
             self._forget(watched)
         else:
-            watched.status = stored
+            watched.adopt(stored)
 
     async def announce(self, watched: Watched[StatusT], reason: str, message: str, *, warning: bool = False) -> None:
         """An Event about a change that every replica sees in the watch, posted by the leader alone."""
