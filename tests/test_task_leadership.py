@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from stan_core import models
+from stan_core import kube, models
 from stan_operator import leadership
 
 from . import tasks
@@ -116,6 +116,24 @@ async def test_two_operators_without_a_lease_record_each_tick_once(
     finally:
         for replica in replicas:
             replica.stop()
+
+
+async def test_edits_between_claims_lose_no_tick(api: client.ApiClient, private_namespace: str) -> None:
+    """A claim replaces status at the version the operator last wrote: each edit since (a label here)
+    answers 409, and the operator reads the object and claims the tick all the same."""
+    operator = OperatorProcess(f"{private_namespace}-edits", "--namespace", private_namespace)
+    try:
+        await tasks.create(api, private_namespace, "edited", schedule=EVERY_2S, runHistoryLimit=100)
+        await eventually(lambda: _finished_runs(api, private_namespace, "edited", 1), timeout=30)
+        objects = kube.Objects(api, models.STAN_TASK)
+        for edit in range(5):
+            await objects.patch(private_namespace, "edited", {"metadata": {"labels": {"edit": str(edit)}}})
+            await asyncio.sleep(TICK.total_seconds())
+        final = await eventually(lambda: _finished_runs(api, private_namespace, "edited", 8), timeout=30)
+        _assert_each_tick_once(final, TICK)
+        assert "not claimed" not in operator.log_path.read_text(), "no claim was lost to an edit"
+    finally:
+        operator.stop()
 
 
 async def _lease(api: client.ApiClient, namespace: str) -> client.V1Lease:

@@ -79,7 +79,7 @@ class TaskStatusStore(StatusWriter[models.StanTaskStatus], Protocol):
         ``lastScheduledAt`` or ``backfill/handled``, and their values), and return the stored status.
         ``current`` is this replica's view, the base of the write while the object is still at its version.
         Raises ClaimLost when it does not (or the object is gone), Unreachable when the API server did not
-        answer within ``give_up_after`` seconds."""
+        answer, or the object changed before every try, within ``give_up_after`` seconds."""
         ...
 
     async def read(self, namespace: str, name: str) -> Body | None:

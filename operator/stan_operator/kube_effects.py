@@ -88,6 +88,8 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
                             raise ClaimLost(str(error.reason)) from error
                         if error.status != 409:
                             raise
+                        if time.monotonic() > deadline:
+                            raise Unreachable("the object changed before every try until the deadline") from error
                     else:
                         version = stored["metadata"]["resourceVersion"]
                         return Stored(models.StanTaskStatus.model_validate(replaced), version)
