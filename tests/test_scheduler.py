@@ -21,7 +21,7 @@ from stan_core import backfill, config, models, schedule
 from stan_core.kube import Body
 from stan_operator import supervision, ticks
 from stan_operator.actions import Outcome, RunContext
-from stan_operator.effects import ClaimLost, ObjectRef, Patch, Stored, TaskEffects
+from stan_operator.effects import ClaimLost, ObjectRef, Patch, Stored, TaskEffects, holds
 from stan_operator.scheduler import Scheduler
 
 UTC = datetime.UTC
@@ -83,12 +83,8 @@ class MemoryStatusStore:
     ) -> Stored[models.StanTaskStatus]:
         if name not in self.statuses:
             raise ClaimLost("NotFound")
-        for path, value in expected.items():
-            found: Any = self.statuses[name]
-            for part in path.split("/"):
-                found = found.get(part) if isinstance(found, dict) else None
-            if found != value:
-                raise ClaimLost(f"the test of /status/{path} failed")
+        if not holds(self.statuses[name], expected):
+            raise ClaimLost("status moved on")
         self.statuses[name].update(copy.deepcopy(fields))
         return Stored(self.stored(name), str(len(self.writes)))
 

@@ -73,8 +73,8 @@ def status_schema_of(model: type[models.Model]) -> dict[str, Any]:
     and inside an object (or a list of objects) whatever the operator stored.
 
     The operator alone writes status, from the models this schema comes from. The API server walks a
-    full schema on every status write, to coerce, prune and validate it: about a fifth of its CPU for
-    each claim, in a profile of thousands, for checks the models have already made."""
+    full schema on every status write, to coerce, prune and validate it, for checks the models have
+    already made; at thousands of claims a tick that is a large share of its CPU (bench/README.md)."""
     schema = schema_of(model)
     return {**schema, "properties": {name: _surface(field) for name, field in schema["properties"].items()}}
 

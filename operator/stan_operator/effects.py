@@ -57,6 +57,17 @@ class Stored(Generic[StatusT]):
     """None when nothing was written: the version known before still holds."""
 
 
+def holds(status: Patch, expected: Patch) -> bool:
+    """Whether ``status`` (as JSON) has each value of ``expected``, a claim's paths such as ``backfill/handled``."""
+    for path, value in expected.items():
+        found: Any = status
+        for part in path.split("/"):
+            found = found.get(part) if isinstance(found, dict) else None
+        if found != value:
+            return False
+    return True
+
+
 class StatusWriter(Protocol[StatusT]):
     async def write(self, namespace: str, name: str, current: StatusT, patch: Patch) -> Stored[StatusT] | None:
         """Merge ``patch`` into status; what the server stored (``current`` when the patch changes

@@ -12,7 +12,7 @@ import binascii
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Generic
+from typing import Generic
 
 import aiohttp
 from kubernetes_asyncio import client
@@ -31,6 +31,7 @@ from stan_operator.effects import (
     TaskEffects,
     Undeliverable,
     Unreachable,
+    holds,
 )
 
 LOST_CLAIM_STATUSES = (404, 422)
@@ -64,8 +65,8 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
         give_up_after: float,
     ) -> Stored[models.StanTaskStatus]:
         """A compare-and-swap on the object's resourceVersion: the whole status, replaced while the object
-        is at the version of this replica's view. A replacement costs the API server about a tenth less
-        than a JSON patch of the same fields with a test, which it must apply to the stored object.
+        is at the version of this replica's view. The API server stores a replacement as sent, where a
+        JSON patch with a test would first be applied to the stored object.
         Another write since (a user's edit, another replica) answers 409; then, or when no version is
         known, the object is read afresh and the claim tried on it, unless it no longer holds what
         ``expected`` says."""
@@ -73,7 +74,7 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
         while True:
             if current.version is not None:
                 dumped = current.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-                if not _holds(dumped, expected):
+                if not holds(dumped, expected):
                     raise ClaimLost("status moved on")
                 # Absent is null to the models, and every stored byte is decoded and encoded on each write.
                 replaced = {field: value for field, value in (dumped | fields).items() if value is not None}
@@ -109,17 +110,6 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
             return await kube.unless_missing(
                 self._objects.patch(namespace, name, {"spec": {"paused": True, "pauseNote": note}})
             )
-
-
-def _holds(status: Patch, expected: Patch) -> bool:
-    """Whether ``status`` has each value of ``expected``, whose keys are paths such as ``backfill/handled``."""
-    for path, value in expected.items():
-        found: Any = status
-        for part in path.split("/"):
-            found = found.get(part) if isinstance(found, dict) else None
-        if found != value:
-            return False
-    return True
 
 
 @contextlib.contextmanager
