@@ -643,7 +643,8 @@ def slope(values: Sequence[float | None]) -> float | None:
 def per_tick(result: dict, windows: list[collections.Counter[RequestKey]], succeeded: dict[str, int]) -> dict:
     """Each measured tick on its own, to tell a steady state from one falling behind: record lag, starts,
     the API server's writes (Stan's per successful run) and the operator's memory; and how the lag and the
-    memory trend, the memory over the second half of the ticks, once run history has filled."""
+    memory trend, the memory from the tick whose run fills every task's history (the run history limit's
+    tick: a run or more may come before the first measured tick) on, with at least three such ticks."""
     stan = result["stan"]
     rows = []
     for index, tick in enumerate(result["measured_ticks"]):
@@ -669,11 +670,14 @@ def per_tick(result: dict, windows: list[collections.Counter[RequestKey]], succe
                 "operator_rss_max_mib": memory.rss_max_mib if memory else None,
             }
         )
-    later = rows[len(rows) // 2 :]
+    full = rows[result["parameters"]["run_history_limit"] - 1 :]
     return {
         "ticks": rows,
         "record_p99_slope_s_per_tick": slope([row["record_p99"] for row in rows]),
-        "operator_rss_slope_mib_per_tick_second_half": slope([row["operator_rss_mean_mib"] for row in later]),
+        "operator_rss_slope_mib_per_tick_history_full": (
+            slope([row["operator_rss_mean_mib"] for row in full]) if len(full) >= 3 else None
+        ),
+        "history_full_ticks": len(full),
     }
 
 
@@ -762,7 +766,8 @@ def print_summary(result: dict) -> None:
         )
     print(
         f"record p99 slope {_fmt(steady['record_p99_slope_s_per_tick'])} per tick; operator RSS slope over the "
-        f"second half {_fmt(steady['operator_rss_slope_mib_per_tick_second_half'], ' MiB')} per tick"
+        f"{steady['history_full_ticks']} ticks with full run history "
+        f"{_fmt(steady['operator_rss_slope_mib_per_tick_history_full'], ' MiB')} per tick (needs 3)"
     )
     findings = result["operator_log"]
     print(f"operator log: {findings['levels'] or 'no warnings or errors'}, {findings['not_claimed']} ticks not claimed")

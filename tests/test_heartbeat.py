@@ -76,7 +76,7 @@ async def test_workflows_reports_a_failed_run_as_an_error(api: client.ApiClient,
     await tasks.create(api, namespace, "checker", action="run_heartbeat", schedule="*/2 * * * * *")
 
     async def failed_run() -> models.Run | None:
-        run = (await tasks.status(api, namespace, "checker")).lastRun
+        run = (await tasks.status(api, namespace, "checker")).latestRun
         return run if run and run.result == models.RunResult.FAILED else None
 
     run = await eventually(failed_run, timeout=20)

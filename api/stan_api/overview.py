@@ -71,7 +71,7 @@ def _task(body: dict) -> TaskOverview:
     return TaskOverview(
         **task.model_dump(),
         scheduleText=schedule_words.describe(task.schedule, task.timeZone),
-        lastResult=status.lastRun.result if status.lastRun else None,
+        lastResult=status.latestRun.result if status.latestRun else None,
         recentRuns=[schemas.Run.model_validate(run, from_attributes=True) for run in status.recentRuns],
     )
 

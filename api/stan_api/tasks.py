@@ -168,7 +168,7 @@ async def run_now(facade: Facade, namespace: str, task_id: str) -> schemas.RunTr
     body = await _answer(
         facade, namespace, name, lambda status: status.lastRunRequest == request, "did not start the run"
     )
-    run = views.task_status(body).lastRun
+    run = views.task_status(body).latestRun
     assert run is not None
     return schemas.RunTriggered(runId=run.runId, result=run.result, message=run.message)
 

@@ -50,7 +50,7 @@ def findings(
     # Hoisted out of the loop: an audit runs over every task of a namespace, every tick of every auditing task.
     failure, due_before = models.RunResult.FAILED.value, now - grace
     for name, status in statuses.items():
-        last = status.lastRun
+        last = status.latestRun
         if last is not None and last.result == failure:
             failed.append(ids.task_id(name))
         elif status.nextRunAt is not None and status.nextRunAt < due_before and status.status == "active":

@@ -145,9 +145,10 @@ class Backfills:
             update={"through": tick, "handled": state.handled + 1, "finishedAt": now if last else None}
         )
         runs = ticks.bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
-        dumped = [item.dumped() for item in runs]
-        fields: Patch = {"backfill": advanced.model_dump(mode="json", by_alias=True), "lastRun": dumped[0]}
-        fields["recentRuns"] = dumped
+        fields: Patch = {
+            "backfill": advanced.model_dump(mode="json", by_alias=True),
+            "recentRuns": [item.dumped() for item in runs],
+        }
         if not skipped:
             fields |= ledger.recorded(task.status, ran_as, tick, self._allow_seconds)
             if not behind:

@@ -56,7 +56,6 @@ class Claims:
         fields: Patch = {
             "lastScheduledAt": models.format_timestamp(tick),
             "nextRunAt": models.format_timestamp(following) if following else None,
-            "lastRun": run.dumped(),
             "recentRuns": [item.dumped() for item in runs],
             "remainingRuns": remaining,
             **ticks.outcome_times(run),

@@ -62,6 +62,26 @@ class NoDiffBase(kopf.DiffBaseStorage):
         pass
 
 
+class NoProgress(kopf.ProgressStorage):
+    """Event handlers keep no progress; kopf's default would still look for its annotations and status
+    stanza on every watch event, thousands a minute at a shared tick."""
+
+    def fetch(self, *, key: kopf.HandlerId, body: kopf.Body) -> kopf.ProgressRecord | None:
+        return None
+
+    def store(self, *, key: kopf.HandlerId, record: kopf.ProgressRecord, body: kopf.Body, patch: kopf.Patch) -> None:
+        pass
+
+    def purge(self, *, key: kopf.HandlerId, body: kopf.Body, patch: kopf.Patch) -> None:
+        pass
+
+    def touch(self, *, body: kopf.Body, patch: kopf.Patch, value: str | None) -> None:
+        pass
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        return essence
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object) -> None:
     # Without timeouts a watch can hang silently on a dropped connection and stop delivering events.
@@ -70,6 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: object)
     settings.watching.connect_timeout = 30.0
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = NoDiffBase()
+    settings.persistence.progress_storage = NoProgress()
     gc.set_threshold(*GC_THRESHOLDS)
     options: Options = memo.options
     if options.webhook is not None:

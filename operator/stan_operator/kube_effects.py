@@ -73,7 +73,10 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
         deadline = time.monotonic() + give_up_after
         while True:
             if current.version is not None:
-                dumped = current.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+                # What the claim replaces is not dumped only to be overwritten.
+                dumped = current.status.model_dump(
+                    mode="json", by_alias=True, exclude_none=True, exclude=fields.keys() - expected.keys()
+                )
                 if not holds(dumped, expected):
                     raise ClaimLost("status moved on")
                 # Absent is null to the models, and every stored byte is decoded and encoded on each write.

@@ -167,9 +167,8 @@ class Runs:
                 run.but(startedAt=now, message="") if run.runId == context.run_id else run
                 for run in task.status.recentRuns
             ]
-            dumped = [run.dumped() for run in runs]
             await self._keeper.write(
-                task, {"recentRuns": dumped, "lastRun": dumped[0], "lastRunAt": models.format_timestamp(now)}
+                task, {"recentRuns": [run.dumped() for run in runs], "lastRunAt": models.format_timestamp(now)}
             )
         await self.tell(
             task,
@@ -225,8 +224,7 @@ class Runs:
                 break
         else:
             return
-        dumped = [run.dumped() for run in runs]
-        await self._keeper.write(task, {"recentRuns": dumped, "lastRun": dumped[0], **ticks.outcome_times(ended)})
+        await self._keeper.write(task, {"recentRuns": [run.dumped() for run in runs], **ticks.outcome_times(ended)})
         self._metrics.run_recorded(task.namespace, task.name, outcome.result)
         await self._ended(task)
         await self.report(task, run_id, outcome, f"Run {run_id}: {outcome.message}")

@@ -530,8 +530,7 @@ class Scheduler:
             run, behind = self._runs.asked(task, spec, f"run_{request[:12]}", self._clock(), "run on request")
             reason = run.message if run.result == models.RunResult.SKIPPED.value else None
             runs = ticks.bounded([run, *task.status.recentRuns], spec.runHistoryLimit)
-            dumped = [item.dumped() for item in runs]
-            patch: Patch = {"lastRunRequest": request, "lastRun": dumped[0], "recentRuns": dumped}
+            patch: Patch = {"lastRunRequest": request, "recentRuns": [item.dumped() for item in runs]}
             if not reason and not behind:
                 patch["lastRunAt"] = models.format_timestamp(run.scheduledAt)
             await self._keeper.write(task, patch)
