@@ -38,8 +38,9 @@ BENCH_TASKS ?= 1000
 BENCH_TICKS ?= 3
 
 .PHONY: bench
-bench: $(VENV)/.bench ## Tick lateness of N StanTasks next to N CronJobs and the operator's cost (BENCH_TASKS=1000), the facade's latency, a metrics scrape
+bench: $(VENV)/.bench ## Tick lateness of N StanTasks next to N CronJobs and the operator's cost (BENCH_TASKS=1000), the API server's ceiling for their claims, the facade's latency, a metrics scrape
 	$(VENV)/bin/python -m bench.ticks --tasks $(BENCH_TASKS) --ticks $(BENCH_TICKS)
+	$(VENV)/bin/python -m bench.writes --tasks $(BENCH_TASKS) --rounds 3
 	$(VENV)/bin/python -m bench.facade --tasks 1000 --rate 200 --list-rate 20 --seconds 20
 	$(VENV)/bin/python -m bench.scrape --tasks 1000
 
