@@ -73,9 +73,10 @@ class TaskStatusStore(StatusStore[models.StanTaskStatus]):
         deadline = time.monotonic() + give_up_after
         while True:
             if current.version is not None:
-                # What the claim replaces is not dumped only to be overwritten.
+                # What the claim replaces is not dumped only to be overwritten, unless ``expected`` looks in it.
+                looked_in = {path.split("/")[0] for path in expected}
                 dumped = current.status.model_dump(
-                    mode="json", by_alias=True, exclude_none=True, exclude=fields.keys() - expected.keys()
+                    mode="json", by_alias=True, exclude_none=True, exclude=fields.keys() - looked_in
                 )
                 if not holds(dumped, expected):
                     raise ClaimLost("status moved on")
