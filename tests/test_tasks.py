@@ -85,6 +85,9 @@ async def test_pause_stops_firing_and_resume_does_not_backfill(api: client.ApiCl
     await eventually(lambda: _ran_since(api, namespace, "witness", paused_at, 2))
     during = await tasks.status(api, namespace, "pausable")
     assert during.lastScheduledAt == paused.lastScheduledAt, "a paused task does not fire"
+    wide = kubectl("get", "stantasks", "-n", namespace, "pausable", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-1] == "RESULT" and during.latestRun is not None
+    assert wide[1].split()[-1] == during.latestRun.result, "the Result column shows the latest run's result"
 
     await tasks.patch_spec(api, namespace, "pausable", paused=False)
     resumed = await eventually(lambda: _in_state(api, namespace, "pausable", "active"))
